@@ -1,0 +1,473 @@
+"""Formula strings to SymPy expressions, without ever executing them.
+
+``sympy.sympify`` and ``parse_expr`` hand the string to Python's ``eval``: a command
+line or web front end that passes user text to them runs the user's code. This
+parser reads the text with :func:`ast.parse` (``mode="eval"``, which only builds a
+syntax tree), checks every node of the tree against a whitelist, and only then
+builds SymPy objects directly from the nodes. Nothing in the text is looked up in
+Python's namespaces or called.
+
+The grammar is Python's expression syntax restricted to:
+
+* numbers: integers become ``sp.Integer``, decimals and exponent notation
+  (``0.5``, ``1e-3``) become ``sp.Float`` in double precision, the precision the
+  kernels compute in. Write ``1/2`` for the exact rational;
+* names, which become real symbols (``sp.Symbol(name, real=True)``) unless
+  ``symbols`` maps them to a symbol of the caller's; ``pi``, ``e`` and ``E`` are
+  the constants. Names starting with ``_`` are refused;
+* ``+ - * /``, unary ``-`` and ``+``, ``**`` and ``^`` (both power, with the
+  usual precedence: ``x^2 + 1`` is ``x**2 + 1``);
+* calls of the functions in :data:`FUNCTIONS`, with positional arguments.
+
+Everything else (attributes, subscripts, strings, lambdas, comprehensions,
+comparisons, keyword arguments, ...) raises :class:`~symdiff.errors.FormulaError`
+naming the offending part and its column. Work is bounded before anything is
+built: the text length, its number of operators and brackets (which bounds the
+depth of the tree :func:`ast.parse` constructs), the nesting depth, the size of
+integer literals, and the size of constant powers (``9**9**9**9`` is refused
+from the exponent's size, never computed).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Iterable, Mapping
+
+import sympy as sp
+
+from symdiff.errors import FormulaError
+
+__all__ = ["FUNCTIONS", "CONSTANTS", "parse_formula", "parse_model", "names_in_order"]
+
+MAX_LENGTH = 20_000
+MAX_OPERATORS = 1_500
+MAX_NESTING = 100
+MAX_CONSTANT_BITS = 4_096
+
+_OPERATOR_CHARACTERS = frozenset("+-*/^%(),[]{}<>=&|~@:")
+
+
+def _sympy_function(name):
+    return lambda: getattr(sp, name)
+
+
+def _symdiff_function(name):
+    def load():
+        from symdiff import functions
+
+        return getattr(functions, name)
+
+    return load
+
+
+# name in a formula -> (loader of the SymPy callable, allowed argument counts)
+FUNCTIONS = {
+    "exp": (_sympy_function("exp"), (1,)),
+    "log": (_sympy_function("log"), (1, 2)),
+    "sqrt": (_sympy_function("sqrt"), (1,)),
+    "sin": (_sympy_function("sin"), (1,)),
+    "cos": (_sympy_function("cos"), (1,)),
+    "tan": (_sympy_function("tan"), (1,)),
+    "sinh": (_sympy_function("sinh"), (1,)),
+    "cosh": (_sympy_function("cosh"), (1,)),
+    "tanh": (_sympy_function("tanh"), (1,)),
+    "asin": (_sympy_function("asin"), (1,)),
+    "acos": (_sympy_function("acos"), (1,)),
+    "atan": (_sympy_function("atan"), (1,)),
+    "atan2": (_sympy_function("atan2"), (2,)),
+    "erf": (_sympy_function("erf"), (1,)),
+    "abs": (_sympy_function("Abs"), (1,)),
+    "Abs": (_sympy_function("Abs"), (1,)),
+    "sign": (_sympy_function("sign"), (1,)),
+    "max": (_sympy_function("Max"), None),
+    "Max": (_sympy_function("Max"), None),
+    "min": (_sympy_function("Min"), None),
+    "Min": (_sympy_function("Min"), None),
+    "heaviside": (_sympy_function("Heaviside"), (1, 2)),
+    "Heaviside": (_sympy_function("Heaviside"), (1, 2)),
+    "sigmoid": (_symdiff_function("sigmoid"), (1,)),
+    "softplus": (_symdiff_function("softplus"), (1,)),
+}
+
+CONSTANTS = {"pi": sp.pi, "e": sp.E, "E": sp.E}
+
+_REFUSED_NODES = {
+    ast.Attribute: "attribute access",
+    ast.Subscript: "indexing",
+    ast.Slice: "slicing",
+    ast.Lambda: "a lambda",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a comprehension",
+    ast.Compare: "a comparison",
+    ast.BoolOp: "a boolean operator",
+    ast.IfExp: "a conditional expression",
+    ast.NamedExpr: "an assignment",
+    ast.Tuple: "a tuple",
+    ast.List: "a list",
+    ast.Set: "a set",
+    ast.Dict: "a dict",
+    ast.Starred: "a starred argument",
+    ast.JoinedStr: "an f-string",
+    ast.FormattedValue: "an f-string",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+}
+
+_BINARY_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+_UNARY_OPERATORS = (ast.USub, ast.UAdd)
+_OPERATOR_SPELLING = {
+    ast.Mod: "%", ast.FloorDiv: "//", ast.MatMult: "@", ast.BitAnd: "&",
+    ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
+    ast.Invert: "~", ast.Not: "not",
+}
+
+
+class _Source:
+    """The user's text and the text given to :func:`ast.parse`, with column mapping.
+
+    ``^`` is rewritten to ``**`` before parsing (Python's ``^`` binds looser than
+    ``+``) and leading spaces are dropped (``ast.parse`` refuses an indent), which
+    shifts columns; errors report columns of the user's text, and of ``whole`` when
+    the text is one side of a model.
+    """
+
+    def __init__(self, text: str, column_offset: int = 0, whole: str | None = None):
+        self.text = text
+        self.whole = text if whole is None else whole
+        self.column_offset = column_offset
+        rewritten = text.replace("^", "**")
+        self.leading = len(rewritten) - len(rewritten.lstrip())
+        self.parsed = rewritten[self.leading:].rstrip()
+        self._user_index = []
+        for index, character in enumerate(text):
+            self._user_index.extend([index, index] if character == "^" else [index])
+        self._user_index.append(len(text))
+
+    def user_column(self, parsed_column: int) -> int:
+        """0-based column in the user's text of a 0-based character column of ``parsed``."""
+        position = min(max(parsed_column + self.leading, 0), len(self._user_index) - 1)
+        return self._user_index[position]
+
+    def char_column(self, byte_column: int) -> int:
+        return len(self.parsed.encode("utf-8")[:byte_column].decode("utf-8", errors="ignore"))
+
+    def error(self, reason: str, start: int, end: int | None = None, *, parsed: bool = True) -> FormulaError:
+        """A FormulaError naming ``reason``, the snippet and its 1-based column in ``whole``.
+
+        ``start``/``end`` are columns of ``parsed``, or of ``text`` if not ``parsed``.
+        """
+        if parsed:
+            first = self.user_column(start)
+            last = self.user_column(end) if end is not None else first + 1
+        else:
+            first, last = start, (end if end is not None else start + 1)
+        last = max(last, first + 1)
+        snippet = self.text[first:last] or self.text[max(first - 1, 0):first + 1]
+        column = first + self.column_offset + 1
+        error = FormulaError(
+            f"{reason}: {_shorten(snippet, 40)!r} at column {column} of {_shorten(self.whole)!r}"
+        )
+        error.formula, error.column, error.snippet, error.reason = self.whole, column, snippet, reason
+        return error
+
+    def node_error(self, reason: str, node: ast.AST) -> FormulaError:
+        start = self.char_column(getattr(node, "col_offset", 0))
+        end_offset = getattr(node, "end_col_offset", None)
+        end = self.char_column(end_offset) if end_offset is not None else None
+        return self.error(reason, start, end)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_formula(text: str, *, symbols: Mapping[str, sp.Basic] | Iterable[sp.Symbol] | None = None) -> sp.Expr:
+    """Parse ``text`` into a SymPy expression, never executing any part of it.
+
+    ``symbols``: a mapping of names to SymPy objects, or an iterable of symbols
+    (mapped by their names), used in place of fresh real symbols (and in place of
+    the constants ``pi``/``e``/``E`` if a name says so). Raises
+    :class:`~symdiff.errors.FormulaError` for anything outside the grammar in the
+    module docstring; the error's ``column`` (1-based) and ``snippet`` point at
+    the offending part.
+    """
+    return _parse(_Source(_checked_text(text)), _symbol_table(symbols))
+
+
+def parse_model(text: str, *, symbols: Mapping[str, sp.Basic] | Iterable[sp.Symbol] | None = None) -> tuple[sp.Expr, sp.Expr]:
+    """Parse ``"response ~ model"`` (e.g. ``"y ~ a*exp(-b*x) + c"``) into ``(lhs, rhs)``.
+
+    Both sides follow :func:`parse_formula`'s grammar; errors give columns in the
+    whole text.
+    """
+    text = _checked_text(text)
+    parts = text.split("~")
+    if len(parts) < 2:
+        raise _Source(text).error("a model is written 'response ~ formula'", 0, len(text), parsed=False)
+    if len(parts) > 2:
+        second = text.index("~", text.index("~") + 1)
+        raise _Source(text).error("a model has exactly one '~'", second, parsed=False)
+    table = _symbol_table(symbols)
+    split = len(parts[0]) + 1
+    lhs = _parse(_Source(parts[0], 0, text), table)
+    rhs = _parse(_Source(parts[1], split, text), table)
+    return lhs, rhs
+
+
+def names_in_order(text: str) -> list[str]:
+    """Names used in ``text`` (symbols, not functions or constants), in order of first appearance.
+
+    Call it on text :func:`parse_formula` or :func:`parse_model` accepted; it
+    orders a formula's free symbols the way its author wrote them.
+    """
+    text = _checked_text(text)
+    names: list[str] = []
+    for part in text.split("~"):
+        tree = ast.parse(part.replace("^", "**").strip() or "0", mode="eval")
+        called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+        found = [
+            (node.col_offset, node.id)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and id(node) not in called and node.id not in CONSTANTS
+        ]
+        for _, name in sorted(found):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _checked_text(text) -> str:
+    if not isinstance(text, str):
+        raise FormulaError(f"a formula must be a string, not {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise FormulaError(f"formula is too long: {len(text)} characters (limit {MAX_LENGTH})")
+    if "\x00" in text:
+        raise FormulaError(f"formula contains a NUL character at column {text.index(chr(0)) + 1}")
+    # Line breaks become spaces so columns stay valid and a formula may span lines.
+    return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+
+
+def _symbol_table(symbols) -> dict[str, sp.Basic]:
+    if symbols is None:
+        return {}
+    if isinstance(symbols, Mapping):
+        return {str(name): value for name, value in symbols.items()}
+    return {symbol.name: symbol for symbol in symbols}
+
+
+def _parse(source: _Source, symbols: dict[str, sp.Basic]) -> sp.Expr:
+    if not source.parsed:
+        raise source.error("empty formula", 0, len(source.text), parsed=False)
+    operators = sum(1 for c in source.parsed if c in _OPERATOR_CHARACTERS)
+    if operators > MAX_OPERATORS:
+        raise FormulaError(
+            f"formula has too many operators and brackets: {operators} (limit {MAX_OPERATORS}); "
+            "build formulas this large with SymPy directly"
+        )
+    try:
+        tree = ast.parse(source.parsed, mode="eval")
+    except SyntaxError as error:
+        column = max((error.offset or 1) - 1, 0) if error.lineno in (None, 1) else len(source.parsed)
+        raise source.error(f"syntax error ({error.msg})", column) from None
+    except (ValueError, MemoryError, RecursionError) as error:
+        raise source.error(
+            f"formula cannot be read ({type(error).__name__})", 0, len(source.text), parsed=False
+        ) from None
+    _check_tree(tree.body, source)
+    return _Builder(source, symbols).build(tree.body)
+
+
+def _check_tree(root: ast.AST, source) -> None:
+    """Refuse any node outside the grammar, and nesting deeper than MAX_NESTING, before building."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise source.node_error(f"formula is nested too deeply (limit {MAX_NESTING} levels)", node)
+        reason = _refusal(node)
+        if reason:
+            culprit = node.func if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name) else node
+            raise source.node_error(reason, culprit)
+        for child in _children(node):
+            continues_chain = (
+                isinstance(node, ast.BinOp)
+                and child is node.left
+                and isinstance(child, ast.BinOp)
+                and _chain_kind(child.op) == _chain_kind(node.op) is not None
+            )
+            stack.append((child, depth if continues_chain else depth + 1))
+
+
+def _children(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.BinOp):
+        return [node.left, node.right]
+    if isinstance(node, ast.UnaryOp):
+        return [node.operand]
+    if isinstance(node, ast.Call):
+        return list(node.args)
+    return []
+
+
+def _refusal(node: ast.AST) -> str | None:
+    for kind, what in _REFUSED_NODES.items():
+        if isinstance(node, kind):
+            return f"{what} is not allowed in a formula"
+    if isinstance(node, ast.BinOp):
+        if not isinstance(node.op, _BINARY_OPERATORS):
+            return f"operator {_OPERATOR_SPELLING.get(type(node.op), type(node.op).__name__)!r} is not supported"
+        return None
+    if isinstance(node, ast.UnaryOp):
+        if not isinstance(node.op, _UNARY_OPERATORS):
+            spelling = _OPERATOR_SPELLING.get(type(node.op), type(node.op).__name__)
+            hint = " (write 'response ~ formula' models with parse_model)" if spelling == "~" else ""
+            return f"operator {spelling!r} is not supported{hint}"
+        return None
+    if isinstance(node, ast.Name):
+        if node.id.startswith("_"):
+            return "names starting with '_' are not allowed"
+        return None
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{type(value).__name__} literals are not allowed in a formula"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "number is too large for double precision"
+        if isinstance(value, int) and value.bit_length() > MAX_CONSTANT_BITS:
+            return f"integer literal is too large (more than {MAX_CONSTANT_BITS} bits)"
+        return None
+    if isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name):
+            if isinstance(node.func, ast.Attribute):
+                return "attribute access is not allowed in a formula"
+            return "only named functions can be called"
+        name = node.func.id
+        if name.startswith("_"):
+            return "names starting with '_' are not allowed"
+        if name not in FUNCTIONS:
+            return f"unknown function {name!r} (known: {', '.join(sorted(set(FUNCTIONS)))})"
+        if node.keywords:
+            return "keyword arguments are not allowed in a formula"
+        arities = FUNCTIONS[name][1]
+        if arities is not None and len(node.args) not in arities:
+            wanted = " or ".join(str(n) for n in arities)
+            return f"{name}() takes {wanted} argument{'s' if arities != (1,) else ''}, got {len(node.args)}"
+        if arities is None and not node.args:
+            return f"{name}() needs at least one argument"
+        return None
+    return f"{type(node).__name__} is not allowed in a formula"
+
+
+def _chain_kind(op: ast.operator) -> str | None:
+    if isinstance(op, (ast.Add, ast.Sub)):
+        return "sum"
+    if isinstance(op, (ast.Mult, ast.Div)):
+        return "product"
+    return None
+
+
+class _Builder:
+    """Builds SymPy objects from a tree that :func:`_check_tree` accepted."""
+
+    def __init__(self, source, symbols: dict[str, sp.Basic]):
+        self.source = source
+        self.symbols = symbols
+
+    def build(self, node: ast.AST) -> sp.Expr:
+        result = self._build(node)
+        if result.is_number and result.is_finite is False:
+            raise self.source.node_error("formula evaluates to an infinite or undefined value", node)
+        return result
+
+    def _build(self, node: ast.AST) -> sp.Expr:
+        if isinstance(node, ast.Constant):
+            return sp.Integer(node.value) if isinstance(node.value, int) else sp.Float(node.value)
+        if isinstance(node, ast.Name):
+            return self._name(node)
+        if isinstance(node, ast.UnaryOp):
+            operand = self._build(node.operand)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp):
+            kind = _chain_kind(node.op)
+            if kind == "sum":
+                return self._checked(sp.Add(*self._chain(node, kind)), node)
+            if kind == "product":
+                return self._checked(sp.Mul(*self._chain(node, kind)), node)
+            return self._power(node)
+        return self._call(node)
+
+    def _name(self, node: ast.Name) -> sp.Expr:
+        name = node.id
+        if name in self.symbols:
+            return self.symbols[name]
+        if name in CONSTANTS:
+            return CONSTANTS[name]
+        if name in FUNCTIONS:
+            raise self.source.node_error(f"{name} is a function; call it as {name}(...)", node)
+        return sp.Symbol(name, real=True)
+
+    def _chain(self, node: ast.BinOp, kind: str) -> list[sp.Expr]:
+        """Terms (or factors) of a left-nested chain like ``a - b + c``, built without recursion on its length."""
+        right_operands = []
+        while isinstance(node, ast.BinOp) and _chain_kind(node.op) == kind:
+            right_operands.append((node.op, node.right))
+            node = node.left
+        items = [self._build(node)]
+        for op, right in reversed(right_operands):
+            value = self._build(right)
+            if isinstance(op, ast.Sub):
+                value = -value
+            elif isinstance(op, ast.Div):
+                if value.is_zero:
+                    raise self.source.node_error("division by zero", right)
+                value = sp.Pow(value, -1)
+            items.append(value)
+        return items
+
+    def _power(self, node: ast.BinOp) -> sp.Expr:
+        base = self._build(node.left)
+        exponent = self._build(node.right)
+        if base.is_Number and exponent.is_Number and not _power_is_small(base, exponent):
+            raise self.source.node_error(
+                f"constant power is too large (more than {MAX_CONSTANT_BITS} bits)", node
+            )
+        if base.is_zero and exponent.is_Number and exponent.is_negative:
+            raise self.source.node_error("division by zero", node)
+        return self._checked(sp.Pow(base, exponent), node)
+
+    def _call(self, node: ast.Call) -> sp.Expr:
+        load, _ = FUNCTIONS[node.func.id]
+        arguments = [self._build(argument) for argument in node.args]
+        return self._checked(load()(*arguments), node)
+
+    def _checked(self, value: sp.Expr, node: ast.AST) -> sp.Expr:
+        if value.is_Number and not value.is_finite or value is sp.zoo or value is sp.nan:
+            raise self.source.node_error("formula evaluates to an infinite or undefined value", node)
+        numbers = [value] if value.is_Rational else [a for a in value.args if a.is_Rational]
+        if any(_rational_bits(number) > MAX_CONSTANT_BITS for number in numbers):
+            raise self.source.node_error(f"constant is too large (more than {MAX_CONSTANT_BITS} bits)", node)
+        return value
+
+
+def _rational_bits(number: sp.Rational) -> int:
+    return max(abs(number.p).bit_length(), number.q.bit_length())
+
+
+def _power_is_small(base: sp.Number, exponent: sp.Number) -> bool:
+    """Whether ``base**exponent`` of two numbers stays within MAX_CONSTANT_BITS, decided without computing it."""
+    if base in (sp.Integer(0), sp.Integer(1), sp.Integer(-1)):
+        return True
+    if isinstance(base, sp.Rational):
+        base_bits = _rational_bits(base)
+    else:
+        magnitude = abs(float(base))
+        if magnitude == 0.0:
+            return True
+        if not math.isfinite(magnitude):
+            return False
+        base_bits = abs(math.frexp(magnitude)[1]) + 1
+    size = abs(float(exponent)) * base_bits
+    return math.isfinite(size) and size <= MAX_CONSTANT_BITS
