@@ -1,0 +1,440 @@
+"""The training driver: ``sd.fit`` runs an optimizer on a compiled objective.
+
+One step is: gather a batch, call the compiled kernel for the mean loss and its
+gradient, check both are finite, clip, let the optimizer update the parameters in
+place. Everything around the kernel call is kept small, because at small batch
+sizes the driver's own cost competes with the kernel's (``benchmarks/driver_overhead.py``
+measures it): mini-batches are gathered through an index permutation into buffers
+allocated once and bound to the kernel once, so no step copies the data set and
+no step re-validates data.
+"""
+
+import math
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DataError, DataTypeError, DivergenceError, FormulaError
+from .optim import clip_grad_norm, clip_grad_value, make_optimizer
+from .schedules import as_schedule
+
+__all__ = ["fit", "FitResult", "History"]
+
+
+@dataclass
+class History:
+    """What happened in each epoch of a fit, one list entry per completed epoch.
+
+    ``train_loss``: for batch gradient descent, the kernel's loss at the parameters
+    before that epoch's step; for mini-batches, the mean of the epoch's batch losses
+    weighted by batch size (each batch at the parameters in force when it was drawn).
+    ``val_loss``: loss on the validation data after the epoch (NaN without validation).
+    ``lr``: learning rate used in the epoch. ``grad_norm``: mean Euclidean norm of the
+    gradients of the epoch's steps, before clipping. ``time``: wall seconds since the
+    fit started, at the end of the epoch. ``steps``: optimizer steps taken so far.
+    ``step_loss``: the loss of every step (batch), for plots against steps.
+    """
+
+    epoch: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    grad_norm: list = field(default_factory=list)
+    time: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    step_loss: list = field(default_factory=list)
+
+    _PER_EPOCH = ("epoch", "train_loss", "val_loss", "lr", "grad_norm", "time", "steps")
+
+    def __len__(self):
+        return len(self.epoch)
+
+    @property
+    def has_validation(self):
+        return any(not math.isnan(v) for v in self.val_loss)
+
+    def as_dict(self):
+        """The per-epoch columns as NumPy arrays (``step_loss`` excluded), e.g. for a DataFrame."""
+        return {name: np.asarray(getattr(self, name)) for name in self._PER_EPOCH}
+
+    def _record(self, epoch, train_loss, val_loss, lr, grad_norm, elapsed, steps):
+        self.epoch.append(epoch)
+        self.train_loss.append(train_loss)
+        self.val_loss.append(val_loss)
+        self.lr.append(lr)
+        self.grad_norm.append(grad_norm)
+        self.time.append(elapsed)
+        self.steps.append(steps)
+
+    def plot(self, path=None, *, title=None):
+        """Plot training (and validation) loss against epoch; return the matplotlib Figure.
+
+        The loss axis is logarithmic when the losses are positive and span more than
+        a factor of 30. With ``path``, the figure is drawn with the Agg backend (no
+        display needed, pyplot's global state untouched) and saved there; without it,
+        pyplot makes the figure so it shows in notebooks and interactive sessions.
+        Needs matplotlib (``pip install symdiff-llvm[plot]``).
+        """
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'symdiff-llvm[plot]'") from None
+        if path is None:
+            import matplotlib.pyplot as plt
+            figure = plt.figure(figsize=(6.4, 4.0))
+        else:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+            figure = Figure(figsize=(6.4, 4.0))
+            FigureCanvasAgg(figure)
+        ax = figure.add_subplot(1, 1, 1)
+        ax.plot(self.epoch, self.train_loss, label="training loss")
+        if self.has_validation:
+            ax.plot(self.epoch, self.val_loss, label="validation loss")
+        losses = [v for v in self.train_loss + self.val_loss if not math.isnan(v)]
+        if losses and min(losses) > 0 and max(losses) > 30 * min(losses):
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean loss")
+        if title:
+            ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        figure.tight_layout()
+        if path is not None:
+            figure.savefig(path, dpi=110)
+        return figure
+
+    def __repr__(self):
+        if not self.epoch:
+            return "History(no epochs)"
+        last = f"train_loss={self.train_loss[-1]:.6g}"
+        if self.has_validation:
+            last += f", val_loss={self.val_loss[-1]:.6g}"
+        return f"History({len(self)} epochs, {self.steps[-1]} steps, last {last})"
+
+
+@dataclass
+class FitResult:
+    """The outcome of :func:`fit`.
+
+    ``params``: 1-D array in the objective's parameter order; ``params_dict``: the
+    same as {symbol: value}. ``stop_reason``: "epochs", "early_stopping" (params are
+    then those of ``best_epoch``), "callback" or "interrupted" (Ctrl-C; ``interrupted``
+    is True and params are those after the last completed step).
+    """
+
+    params: np.ndarray
+    params_dict: dict
+    history: History
+    optimizer: object
+    stop_reason: str = "epochs"
+    best_epoch: int = None
+
+    @property
+    def interrupted(self):
+        return self.stop_reason == "interrupted"
+
+    @property
+    def loss(self):
+        """Training loss of the last completed epoch (NaN if none completed)."""
+        return self.history.train_loss[-1] if len(self.history) else math.nan
+
+    def __repr__(self):
+        shown = ", ".join(f"{k}={v:.6g}" for k, v in list(self.params_dict.items())[:6])
+        more = ", ..." if len(self.params_dict) > 6 else ""
+        return (f"FitResult({shown}{more}; {len(self.history)} epochs, stop_reason="
+                f"{self.stop_reason!r}, loss={self.loss:.6g})")
+
+
+def _data_columns(objective, data, what="data"):
+    """The objective's data columns as contiguous float64 arrays, in ``objective.data`` order."""
+    symbols = objective.data
+    if isinstance(data, Mapping) or hasattr(data, "columns"):
+        keys = list(data.keys()) if isinstance(data, Mapping) else list(data.columns)
+        by_name = {str(k): k for k in keys}
+        raw = []
+        for symbol in symbols:
+            key = symbol if symbol in keys else by_name.get(symbol.name)
+            if key is None:
+                raise DataError(f"{what} has no column for {symbol.name!r}; it needs "
+                                f"{', '.join(s.name for s in symbols)}")
+            raw.append((symbol.name, data[key]))
+    else:
+        try:
+            array = np.asarray(data)
+        except Exception as exc:
+            raise DataTypeError(f"{what} must be a mapping of columns or a 2-D array: {exc}") from None
+        if array.ndim != 2 or array.shape[1] != len(symbols):
+            raise DataError(f"{what} as an array must have shape (n, {len(symbols)}) for columns "
+                            f"{', '.join(s.name for s in symbols)}; got shape {array.shape}")
+        raw = [(symbol.name, array[:, j]) for j, symbol in enumerate(symbols)]
+    columns = []
+    for name, values in raw:
+        values = np.asarray(values)
+        if values.dtype.kind not in "biuf":
+            raise DataTypeError(f"{what} column {name!r} has dtype {values.dtype}; need real numbers")
+        if values.ndim != 1:
+            raise DataError(f"{what} column {name!r} must be 1-D, got shape {values.shape}")
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise DataError(f"{what} column {name!r} has a non-finite value at row {bad}: {values[bad]}")
+        columns.append(values)
+    lengths = {len(c) for c in columns}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{s.name}: {len(c)}" for s, c in zip(symbols, columns))
+        raise DataError(f"{what} columns differ in length ({sizes})")
+    if not columns or not len(columns[0]):
+        raise DataError(f"{what} is empty" if columns else
+                        "the objective has no data symbols; sd.fit needs per-sample data")
+    return columns
+
+
+def _as_mapping(objective, columns):
+    return {symbol: column for symbol, column in zip(objective.data, columns)}
+
+
+def _initial_params(objective, init, rng):
+    names = [p.name for p in objective.params]
+    size = len(names)
+    default = 0.01 * rng.standard_normal(size)
+    if init is None:
+        return default
+    if isinstance(init, str):
+        if init == "zeros":
+            return np.zeros(size)
+        raise ValueError(f"init must be None, 'zeros', an array or a mapping, not {init!r}")
+    if isinstance(init, Mapping):
+        theta = default
+        for key, value in init.items():
+            name = getattr(key, "name", key)
+            if name not in names:
+                raise FormulaError(f"init names {name!r}, which is not a parameter "
+                                   f"(parameters: {', '.join(names)})")
+            theta[names.index(name)] = float(value)
+        return theta
+    theta = np.array(init, dtype=np.float64).reshape(-1)
+    if theta.shape != (size,):
+        raise DataError(f"init has {theta.size} values but the objective has {size} parameters "
+                        f"({', '.join(names)})")
+    if not np.isfinite(theta).all():
+        raise DataError("init contains non-finite values")
+    return theta
+
+
+def _split_validation(columns, fraction, rng):
+    n = len(columns[0])
+    held = int(round(fraction * n))
+    if not 1 <= held < n:
+        raise DataError(f"validation={fraction} of {n} samples leaves no training or no validation data")
+    order = rng.permutation(n)
+    val_rows, train_rows = np.sort(order[:held]), np.sort(order[held:])
+    return [c[train_rows] for c in columns], [c[val_rows] for c in columns]
+
+
+class _Batches:
+    """Mini-batches gathered by an index permutation into buffers bound to the kernel once."""
+
+    def __init__(self, kernel, objective, columns, batch_size):
+        self.columns = columns
+        self.n = len(columns[0])
+        self.batch_size = batch_size
+        self.order = np.arange(self.n)
+        tail = self.n % batch_size
+        self.full_buffers = [np.zeros(batch_size) for _ in columns]
+        self.full = kernel.bind(_as_mapping(objective, self.full_buffers))
+        self.tail_buffers = [np.zeros(tail) for _ in columns] if tail else None
+        self.tail = kernel.bind(_as_mapping(objective, self.tail_buffers)) if tail else None
+
+    def shuffle(self, rng):
+        rng.shuffle(self.order)
+
+    def __iter__(self):
+        order, size = self.order, self.batch_size
+        for start in range(0, self.n, size):
+            rows = order[start:start + size]
+            if len(rows) == size:
+                buffers, bound = self.full_buffers, self.full
+            else:
+                buffers, bound = self.tail_buffers, self.tail
+            for column, buffer in zip(self.columns, buffers):
+                np.take(column, rows, out=buffer)
+            yield len(rows), bound
+
+
+def _check_positive(name, value, kind=float):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or not value > 0:
+        noun = "a positive integer" if kind is int else "a positive number"
+        raise ValueError(f"{name} must be {noun} or None, got {value!r}")
+    return value
+
+
+def _progress_bar(progress, epochs):
+    if not (progress and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+
+def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=True, seed=0,
+        init=None, schedule=None, clip_norm=None, clip_value=None, validation=None,
+        early_stopping=None, callbacks=(), progress=True, *, lr=None):
+    """Train ``objective`` on ``data`` by gradient descent; return a :class:`FitResult`.
+
+    ``data`` (and a ``validation`` data set): {symbol or name: 1-D array} or an
+    (n, len(objective.data)) array, as the compiled kernel takes it.
+    ``optimizer``: a :mod:`symdiff.optim` optimizer or a name ("sgd", "momentum",
+    "nesterov", "adagrad", "rmsprop", "adam", "adamw"); ``lr`` sets its learning rate.
+    The optimizer's state is reset at the start and its ``lr`` restored at the end.
+    ``batch_size=None`` uses the whole data set each step (batch gradient descent,
+    one step per epoch); an int gives mini-batches, reshuffled every epoch when
+    ``shuffle`` (reproducibly from ``seed``), the last one smaller if n is not a multiple.
+    ``init``: None (small normal values, std 0.01, from ``seed``), "zeros", a 1-D
+    array, or {symbol or name: value} (others keep the default).
+    ``schedule``: a :mod:`symdiff.schedules` schedule or a function epoch -> lr,
+    applied per epoch starting from the optimizer's lr; ReduceLROnPlateau watches the
+    validation loss when there is one, else the training loss.
+    ``clip_value`` clamps each gradient component, then ``clip_norm`` rescales the
+    gradient to at most that Euclidean norm (torch's clip_grad_norm_).
+    ``validation``: a data set like ``data``, or a fraction in (0, 1) held out at random.
+    ``early_stopping``: patience in epochs without improvement of the validation loss
+    (training loss without validation); the result then carries the best epoch's params.
+    ``callbacks``: functions ``callback(epoch, params, history)`` called after each
+    epoch with the live parameter array (copy it to keep it); returning True stops.
+    ``progress``: a tqdm bar with loss and validation loss, shown only when stderr is a terminal.
+
+    Raises :class:`~symdiff.errors.DivergenceError` (epoch, step, last finite params)
+    when the loss or gradient stops being finite. Ctrl-C ends the fit early and
+    returns the result so far with ``result.interrupted`` set.
+    """
+    if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0):
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    _check_positive("batch_size", batch_size, int)
+    _check_positive("clip_norm", clip_norm)
+    _check_positive("clip_value", clip_value)
+    _check_positive("early_stopping", early_stopping, int)
+    callbacks = tuple(callbacks) if not callable(callbacks) else (callbacks,)
+    opt = make_optimizer(optimizer, lr)
+    schedule = as_schedule(schedule)
+    init_rng, split_rng, shuffle_rng = (np.random.default_rng(s)
+                                        for s in np.random.SeedSequence(seed).spawn(3))
+
+    kernel = objective.compile()
+    columns = _data_columns(objective, data)
+    if validation is None:
+        val_columns = None
+    elif isinstance(validation, float) and not isinstance(validation, bool):
+        if not 0 < validation < 1:
+            raise ValueError(f"validation as a fraction must be in (0, 1), got {validation}")
+        columns, val_columns = _split_validation(columns, validation, split_rng)
+    else:
+        val_columns = _data_columns(objective, validation, "validation data")
+    theta = _initial_params(objective, init, init_rng)
+    n = len(columns[0])
+
+    if batch_size is None or batch_size >= n:
+        whole = kernel.bind(_as_mapping(objective, columns))
+        batches = None
+    else:
+        batches = _Batches(kernel, objective, columns, batch_size)
+    validate = kernel.bind(_as_mapping(objective, val_columns)) if val_columns is not None else None
+
+    history = History()
+    result = FitResult(theta, {}, history, opt)
+    base_lr = opt.lr
+    opt.reset()
+    if schedule is not None:
+        opt.lr = schedule.start(base_lr)
+    previous = theta.copy()
+    best_loss, best_theta, bad_epochs = math.inf, None, 0
+    steps = 0
+    updating = False
+    bar = _progress_bar(progress, epochs)
+    started = time.perf_counter()
+
+    def diverged(epoch, loss, grad_norm):
+        finite = theta if np.isfinite(theta).all() else previous
+        what = f"loss is {loss}" if not math.isfinite(loss) else "gradient norm is not finite"
+        return DivergenceError(
+            f"training diverged at epoch {epoch}, step {steps + 1}: the {what}. "
+            f"Try a smaller learning rate (lr={opt.lr:g} now), clip_norm=..., or rescaled data; "
+            f"the last finite parameters are on this error's .params",
+            epoch=epoch, step=steps + 1, params=finite.copy(), history=history)
+
+    def take_step(loss, grad, epoch):
+        nonlocal steps, updating
+        grad_norm = math.sqrt(float(np.dot(grad, grad)))
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise diverged(epoch, loss, grad_norm)
+        if clip_value is not None:
+            clip_grad_value(grad, clip_value)
+        if clip_norm is not None:
+            clip_grad_norm(grad, clip_norm)
+        np.copyto(previous, theta)
+        updating = True
+        opt.step(theta, grad)
+        updating = False
+        steps += 1
+        history.step_loss.append(loss)
+        return grad_norm
+
+    try:
+        for epoch in range(epochs):
+            if batches is None:
+                loss, grad = whole(theta)
+                train_loss = float(loss)
+                norm_mean = take_step(train_loss, grad, epoch)
+            else:
+                if shuffle:
+                    batches.shuffle(shuffle_rng)
+                loss_sum = norm_sum = 0.0
+                count = 0
+                for size, bound in batches:
+                    loss, grad = bound(theta)
+                    loss = float(loss)
+                    norm_sum += take_step(loss, grad, epoch)
+                    loss_sum += loss * size
+                    count += 1
+                train_loss = loss_sum / n
+                norm_mean = norm_sum / count
+            val_loss = float(validate(theta)[0]) if validate is not None else math.nan
+            history._record(epoch, train_loss, val_loss, opt.lr, norm_mean,
+                            time.perf_counter() - started, steps)
+            watched = val_loss if validate is not None else train_loss
+            if bar is not None:
+                shown = {"loss": f"{train_loss:.4g}"}
+                if validate is not None:
+                    shown["val"] = f"{val_loss:.4g}"
+                bar.set_postfix(shown, refresh=False)
+                bar.update(1)
+            if early_stopping is not None:
+                if watched < best_loss:
+                    best_loss, best_theta, bad_epochs = watched, theta.copy(), 0
+                    result.best_epoch = epoch
+                else:
+                    bad_epochs += 1
+                    if bad_epochs >= early_stopping:
+                        result.stop_reason = "early_stopping"
+                        np.copyto(theta, best_theta)
+                        break
+            if [callback(epoch, theta, history) for callback in callbacks].count(True):
+                result.stop_reason = "callback"
+                break
+            if schedule is not None and epoch + 1 < epochs:
+                opt.lr = schedule.advance(watched)
+    except KeyboardInterrupt:
+        if updating:
+            np.copyto(theta, previous)
+        result.stop_reason = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+        opt.lr = base_lr
+    result.params_dict = dict(zip(objective.params, (float(v) for v in theta)))
+    return result
