@@ -385,49 +385,50 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
         return grad_norm
 
     try:
-        for epoch in range(epochs):
-            if batches is None:
-                loss, grad = whole(theta)
-                train_loss = float(loss)
-                norm_mean = take_step(train_loss, grad, epoch)
-            else:
-                if shuffle:
-                    batches.shuffle(shuffle_rng)
-                loss_sum = norm_sum = 0.0
-                count = 0
-                for size, bound in batches:
-                    loss, grad = bound(theta)
-                    loss = float(loss)
-                    norm_sum += take_step(loss, grad, epoch)
-                    loss_sum += loss * size
-                    count += 1
-                train_loss = loss_sum / n
-                norm_mean = norm_sum / count
-            val_loss = float(validate(theta)[0]) if validate is not None else math.nan
-            history._record(epoch, train_loss, val_loss, opt.lr, norm_mean,
-                            time.perf_counter() - started, steps)
-            watched = val_loss if validate is not None else train_loss
-            if bar is not None:
-                shown = {"loss": f"{train_loss:.4g}"}
-                if validate is not None:
-                    shown["val"] = f"{val_loss:.4g}"
-                bar.set_postfix(shown, refresh=False)
-                bar.update(1)
-            if early_stopping is not None:
-                if watched < best_loss:
-                    best_loss, best_theta, bad_epochs = watched, theta.copy(), 0
-                    result.best_epoch = epoch
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow ends as DivergenceError
+            for epoch in range(epochs):
+                if batches is None:
+                    loss, grad = whole(theta)
+                    train_loss = float(loss)
+                    norm_mean = take_step(train_loss, grad, epoch)
                 else:
-                    bad_epochs += 1
-                    if bad_epochs >= early_stopping:
-                        result.stop_reason = "early_stopping"
-                        np.copyto(theta, best_theta)
-                        break
-            if [callback(epoch, theta, history) for callback in callbacks].count(True):
-                result.stop_reason = "callback"
-                break
-            if schedule is not None and epoch + 1 < epochs:
-                opt.lr = schedule.advance(watched)
+                    if shuffle:
+                        batches.shuffle(shuffle_rng)
+                    loss_sum = norm_sum = 0.0
+                    count = 0
+                    for size, bound in batches:
+                        loss, grad = bound(theta)
+                        loss = float(loss)
+                        norm_sum += take_step(loss, grad, epoch)
+                        loss_sum += loss * size
+                        count += 1
+                    train_loss = loss_sum / n
+                    norm_mean = norm_sum / count
+                val_loss = float(validate(theta)[0]) if validate is not None else math.nan
+                history._record(epoch, train_loss, val_loss, opt.lr, norm_mean,
+                                time.perf_counter() - started, steps)
+                watched = val_loss if validate is not None else train_loss
+                if bar is not None:
+                    shown = {"loss": f"{train_loss:.4g}"}
+                    if validate is not None:
+                        shown["val"] = f"{val_loss:.4g}"
+                    bar.set_postfix(shown, refresh=False)
+                    bar.update(1)
+                if early_stopping is not None:
+                    if watched < best_loss:
+                        best_loss, best_theta, bad_epochs = watched, theta.copy(), 0
+                        result.best_epoch = epoch
+                    else:
+                        bad_epochs += 1
+                        if bad_epochs >= early_stopping:
+                            result.stop_reason = "early_stopping"
+                            np.copyto(theta, best_theta)
+                            break
+                if [callback(epoch, theta, history) for callback in callbacks].count(True):
+                    result.stop_reason = "callback"
+                    break
+                if schedule is not None and epoch + 1 < epochs:
+                    opt.lr = schedule.advance(watched)
     except KeyboardInterrupt:
         if updating:
             np.copyto(theta, previous)

@@ -1,0 +1,119 @@
+"""symdiff's native side: IR -> LLVM IR -> machine code for this CPU -> callable.
+
+``codegen`` consumes :class:`symdiff.ir.Program` and nothing else of the symbolic
+front end. The entry points are :func:`compile_objective` (mean loss and gradient
+over a batch) and :func:`compile_model` (per-sample predictions).
+
+Compiled code is reused at two levels: an in-process LRU keyed by the program text,
+dtype and target (so estimators cloned by a hyperparameter search compile once), and
+the on-disk cache of :mod:`codegen.cache` (so a new process skips LLVM entirely).
+``STATS`` counts what happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from .kernel import BoundKernel, Kernel, ModelKernel, available_cores
+from .lower import LoweringError, lower_to_llvm
+from .target import host_target
+
+__all__ = ["compile_objective", "compile_model", "Kernel", "BoundKernel", "ModelKernel",
+           "LoweringError", "STATS", "available_cores"]
+
+STATS = {"compiled": 0, "memory_hits": 0, "disk_hits": 0}
+_MEMORY = OrderedDict()
+_MEMORY_SIZE = 64
+_VERSION = "0.1.0"
+
+
+def _dtype_flag(dtype) -> bool:
+    dt = np.dtype(dtype)
+    if dt == np.float32:
+        return True
+    if dt == np.float64:
+        return False
+    raise TypeError(f"kernels are compiled for float32 or float64, not {dt}")
+
+
+def _build(program, dtype, functions, cache):
+    """Compile (or fetch) the functions of ``program``; returns (library, ir, opt_ir, times, lanes)."""
+    from .jit import NativeLibrary, optimize_and_emit
+
+    single = _dtype_flag(dtype)
+    target = host_target()
+    lanes = target.lanes(32 if single else 64)
+    t0 = time.perf_counter()
+    module = lower_to_llvm(program, single=single, lanes=lanes, isa=target.isa if target.libmvec else "",
+                           functions=functions)
+    llvm_ir = str(module)
+    times = {"lower_to_llvm": time.perf_counter() - t0}
+    key = hashlib.sha256("\n".join([llvm_ir, target.fingerprint, _VERSION]).encode()).hexdigest()
+    hit = _MEMORY.get(key)
+    if hit is not None:
+        _MEMORY.move_to_end(key)
+        STATS["memory_hits"] += 1
+        library, optimized_ir, old_times = hit
+        return library, llvm_ir, optimized_ir, dict(old_times, cached="memory"), lanes
+    disk = _disk_cache() if cache else None
+    blob = disk.get(key) if disk is not None else None
+    if blob is not None:
+        object_code, optimized_ir = _unpack(blob)
+        STATS["disk_hits"] += 1
+        times["cached"] = "disk"
+    else:
+        compiled = optimize_and_emit(llvm_ir)
+        object_code, optimized_ir = compiled.object_code, compiled.optimized_ir
+        times.update(compiled.times)
+        STATS["compiled"] += 1
+        if disk is not None:
+            disk.put(key, _pack(object_code, optimized_ir))
+    t1 = time.perf_counter()
+    library = NativeLibrary(object_code, list(functions))
+    times["load"] = time.perf_counter() - t1
+    _MEMORY[key] = (library, optimized_ir, times)
+    while len(_MEMORY) > _MEMORY_SIZE:
+        _MEMORY.popitem(last=False)
+    return library, llvm_ir, optimized_ir, times, lanes
+
+
+def _pack(object_code: bytes, optimized_ir: str) -> bytes:
+    ir_bytes = optimized_ir.encode()
+    return len(object_code).to_bytes(8, "little") + object_code + ir_bytes
+
+
+def _unpack(blob: bytes):
+    n = int.from_bytes(blob[:8], "little")
+    return blob[8:8 + n], blob[8 + n:].decode()
+
+
+def _disk_cache():
+    try:
+        from .cache import KernelCache
+    except ImportError:
+        return None
+    return KernelCache.default()
+
+
+def compile_objective(program, *, dtype=np.float64, threads=None, cache=True) -> Kernel:
+    """A :class:`Kernel` for an objective program whose outputs are (loss, *gradient)."""
+    functions = {"symdiff_grad": ("reduce", tuple(range(len(program.outputs)))),
+                 "symdiff_value": ("reduce", (0,))}
+    library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
+    return Kernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
+                  library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
+                  compile_times=times, grad_name="symdiff_grad", value_name="symdiff_value",
+                  n_out=len(program.outputs))
+
+
+def compile_model(program, *, dtype=np.float64, threads=None, cache=True) -> ModelKernel:
+    """A :class:`ModelKernel` computing output 0 of ``program`` for every sample."""
+    functions = {"symdiff_map": ("map", (0,))}
+    library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
+    return ModelKernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
+                       library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
+                       compile_times=times, map_name="symdiff_map")

@@ -1,0 +1,20 @@
+"""symdiff: formulas in, readable symbolic gradients and native training kernels out.
+
+Define a model and its per-sample loss as SymPy formulas, inspect the reverse-mode
+gradient symbolic differentiation derives, and call the vectorized, multi-threaded
+kernel llvmlite compiles from it.
+"""
+
+from .errors import (DataError, DataTypeError, DivergenceError, FormulaError, SymdiffError,
+                     UnsupportedError)
+from .functions import sigmoid, softplus
+from .ir import Instr, Program
+from .evaluate import evaluate
+from .objective import Model, Objective, grad, vector
+from . import losses
+
+__version__ = "0.1.0"
+
+__all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "Program", "Instr",
+           "evaluate", "losses", "SymdiffError", "FormulaError", "UnsupportedError",
+           "DataError", "DataTypeError", "DivergenceError", "__version__"]

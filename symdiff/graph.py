@@ -1,0 +1,218 @@
+"""The expression DAG that reverse mode walks: hash-consed, simplifying as it builds.
+
+A :class:`Graph` stores nodes as ``(op, args)`` pairs, where ``args`` are ids of earlier
+nodes (so ids are already a topological order) or, for leaves, a name or a value.
+Building a node that exists returns the existing id: equal subexpressions are one
+node, which is common-subexpression elimination for free, across the loss and every
+gradient entry. Each build applies the local algebra that keeps adjoint chains short
+and readable (``x*1``, ``x+0``, ``0*x``, constant folding, double negation); anything
+cleverer is a separate pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .primitives import PRIMITIVES
+
+_COMMUTATIVE = {"add", "mul", "max", "min", "and", "or", "eq", "ne"}
+
+
+class Graph:
+    """A growing DAG of primitive applications with structural sharing."""
+
+    def __init__(self):
+        self.ops: list[str] = []
+        self.args: list[tuple] = []
+        self._index: dict[tuple, int] = {}
+
+    def __len__(self):
+        return len(self.ops)
+
+    # -- leaves ---------------------------------------------------------------
+    def symbol(self, name: str) -> int:
+        return self._intern("sym", (name,))
+
+    def const(self, value) -> int:
+        value = float(value)
+        if value == 0.0:
+            value = 0.0  # one zero, not two (-0.0 hashes equal but prints differently)
+        return self._intern("const", (value,))
+
+    def boolean(self, value: bool) -> int:
+        return self._intern("bconst", (bool(value),))
+
+    def is_const(self, i: int, value=None) -> bool:
+        if self.ops[i] != "const":
+            return False
+        return value is None or self.args[i][0] == value
+
+    def value(self, i: int) -> float:
+        return self.args[i][0]
+
+    def kind(self, i: int) -> str:
+        op = self.ops[i]
+        if op in ("sym", "const"):
+            return "float"
+        if op == "bconst":
+            return "bool"
+        return PRIMITIVES[op].kind
+
+    # -- building -------------------------------------------------------------
+    def _intern(self, op, args) -> int:
+        key = (op, args)
+        i = self._index.get(key)
+        if i is None:
+            i = len(self.ops)
+            self.ops.append(op)
+            self.args.append(args)
+            self._index[key] = i
+        return i
+
+    def node(self, op: str, *args) -> int:
+        """Build ``op(*args)``, simplified; returns the id of an equal node if there is one."""
+        prim = PRIMITIVES[op]
+        if prim.arity is not None and len(args) != prim.arity:
+            raise ValueError(f"{op} takes {prim.arity} arguments, got {len(args)}")
+        folded = self._fold(op, args)
+        if folded is not None:
+            return folded
+        rule = _RULES.get(op)
+        if rule is not None:
+            r = rule(self, *args)
+            if r is not None:
+                return r
+        if op in _COMMUTATIVE:
+            args = tuple(sorted(args, key=lambda a: (self.ops[a] not in ("const", "bconst"), a)))
+        return self._intern(op, tuple(args))
+
+    def _fold(self, op, args):
+        prim = PRIMITIVES[op]
+        node_args = [a for a, k in zip(args, prim.arg_kinds(len(args))) if k != "int"]
+        if not node_args or not all(self.ops[a] in ("const", "bconst") for a in node_args):
+            return None
+        values = [self.args[a][0] if k != "int" else a
+                  for a, k in zip(args, prim.arg_kinds(len(args)))]
+        with np.errstate(all="ignore"):
+            result = prim.numpy(*[np.float64(v) if isinstance(v, float) else v for v in values])
+        if prim.kind == "bool":
+            return self.boolean(bool(result))
+        result = float(result)
+        if not math.isfinite(result):
+            return None
+        return self.const(result)
+
+    # shorthands used by the derivative rules
+    def add(self, a, b): return self.node("add", a, b)
+    def sub(self, a, b): return self.node("sub", a, b)
+    def mul(self, a, b): return self.node("mul", a, b)
+    def div(self, a, b): return self.node("div", a, b)
+    def neg(self, a): return self.node("neg", a)
+    def square(self, a): return self.node("powi", a, 2)
+    def c(self, v): return self.const(v)
+
+
+# -- local simplification rules, one per op; return an existing id or None -----
+
+def _add(g: Graph, a, b):
+    if g.is_const(a, 0.0):
+        return b
+    if g.is_const(b, 0.0):
+        return a
+    if g.ops[b] == "neg":
+        return g.sub(a, g.args[b][0])
+    if g.ops[a] == "neg":
+        return g.sub(b, g.args[a][0])
+    if a == b:
+        return g.mul(g.c(2.0), a)
+    return None
+
+
+def _sub(g: Graph, a, b):
+    if g.is_const(b, 0.0):
+        return a
+    if g.is_const(a, 0.0):
+        return g.neg(b)
+    if a == b:
+        return g.c(0.0)
+    if g.ops[b] == "neg":
+        return g.add(a, g.args[b][0])
+    return None
+
+
+def _mul(g: Graph, a, b):
+    if g.ops[b] == "const":
+        a, b = b, a
+    if g.ops[a] == "const":
+        v = g.value(a)
+        if v == 0.0:
+            return a
+        if v == 1.0:
+            return b
+        if v == -1.0:
+            return g.neg(b)
+        if g.ops[b] == "mul" and g.ops[g.args[b][0]] == "const":  # c1*(c2*x) -> (c1*c2)*x
+            c2, x = g.args[b]
+            return g.mul(g.c(v * g.value(c2)), x)
+        if g.ops[b] == "neg":
+            return g.mul(g.c(-v), g.args[b][0])
+    if g.ops[a] == "neg" and g.ops[b] == "neg":
+        return g.mul(g.args[a][0], g.args[b][0])
+    if g.ops[a] == "neg":
+        return g.neg(g.mul(g.args[a][0], b))
+    if g.ops[b] == "neg":
+        return g.neg(g.mul(a, g.args[b][0]))
+    if a == b:
+        return g.node("powi", a, 2)
+    return None
+
+
+def _div(g: Graph, a, b):
+    if g.is_const(b, 1.0):
+        return a
+    if g.is_const(a, 0.0):
+        return a
+    if g.ops[b] == "const" and g.value(b) != 0.0:
+        inv = 1.0 / g.value(b)
+        if math.frexp(g.value(b))[0] == 0.5:  # power of two: the reciprocal is exact
+            return g.mul(g.c(inv), a)
+    if a == b:
+        return g.c(1.0)
+    if g.ops[b] == "neg":
+        return g.neg(g.div(a, g.args[b][0]))
+    if g.ops[a] == "neg":
+        return g.neg(g.div(g.args[a][0], b))
+    return None
+
+
+def _neg(g: Graph, a):
+    if g.ops[a] == "neg":
+        return g.args[a][0]
+    if g.ops[a] == "sub":
+        x, y = g.args[a]
+        return g.sub(y, x)
+    return None
+
+
+def _powi(g: Graph, a, n):
+    if n == 1:
+        return a
+    if n == 0:
+        return g.c(1.0)
+    if g.ops[a] == "neg" and n % 2 == 0:
+        return g.node("powi", g.args[a][0], n)
+    return None
+
+
+def _select(g: Graph, c, a, b):
+    if g.ops[c] == "bconst":
+        return a if g.args[c][0] else b
+    if a == b:
+        return a
+    return None
+
+
+_RULES = {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "neg": _neg,
+          "powi": _powi, "select": _select}

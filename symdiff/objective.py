@@ -1,0 +1,268 @@
+"""Objectives and models: where formulas become gradients, programs and kernels.
+
+An :class:`Objective` is a per-sample loss in parameter and data symbols; its value
+on a batch is the mean of the loss over the samples. Everything else is derived
+lazily and once: the expression DAG, the reverse-mode gradient on it, the
+straight-line program (the IR), and compiled kernels per dtype and thread count.
+
+All symbols are treated as real, whatever assumptions they carry; results are given
+back in the user's own symbols so ``expr.subs(w, 1.0)`` works as expected.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import sympy as sp
+
+from .errors import FormulaError
+from .from_sympy import to_graph
+from .graph import Graph
+from .ir import Program, linearize
+from .reverse import reverse_gradient
+from .to_sympy import to_sympy
+
+#: gradient entries up to this many operations get a ``sympy.simplify`` pass for reading
+SIMPLIFY_MAX_OPS = 24
+
+
+def vector(name: str, n: int) -> tuple:
+    """``n`` real symbols ``name0 .. name{n-1}``."""
+    if int(n) < 1:
+        raise ValueError("vector needs n >= 1")
+    return tuple(sp.Symbol(f"{name}{i}", real=True) for i in range(int(n)))
+
+
+def _as_expr(e, what="loss"):
+    if isinstance(e, str):
+        from .parse import parse_formula
+        e = parse_formula(e)
+    if isinstance(e, (int, float)):
+        e = sp.Float(e) if isinstance(e, float) else sp.Integer(e)
+    if isinstance(e, (sp.MatrixBase,)) or getattr(e, "is_Matrix", False):
+        raise FormulaError(f"the {what} must be a scalar expression, got a matrix of shape {e.shape}")
+    if not isinstance(e, sp.Expr):
+        raise FormulaError(f"the {what} must be a SymPy expression, got {type(e).__name__}")
+    return e
+
+
+def _symbols(items, expr, what):
+    """Resolve a list of symbols or names against the free symbols of ``expr``."""
+    by_name = {}
+    for s in expr.free_symbols:
+        by_name.setdefault(s.name, s)
+    out = []
+    for it in items:
+        if isinstance(it, sp.Symbol):
+            out.append(it)
+        elif isinstance(it, str):
+            out.append(by_name.get(it, sp.Symbol(it, real=True)))
+        else:
+            raise FormulaError(f"{what} must be SymPy symbols or names, got {it!r}")
+    names = [s.name for s in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise FormulaError(f"{what} lists {sorted(dup)} more than once")
+    return tuple(out)
+
+
+class _Derived:
+    """The DAG and the node ids of a formula's outputs, built once."""
+
+    def __init__(self, outputs, params, data, gradient_of=None):
+        t0 = time.perf_counter()
+        self.graph = Graph()
+        names = [p.name for p in params] + [d.name for d in data]
+        self.nodes = to_graph(outputs, self.graph, names)
+        self.times = {"to_graph": time.perf_counter() - t0}
+        self.grad_nodes = None
+        if gradient_of is not None:
+            t1 = time.perf_counter()
+            wrt = [self.graph.symbol(p.name) for p in params]
+            self.grad_nodes = reverse_gradient(self.graph, self.nodes[gradient_of], wrt)
+            self.times["differentiate"] = time.perf_counter() - t1
+
+
+def grad(expr, wrt) -> list:
+    """Reverse-mode symbolic gradient of a scalar expression w.r.t. the symbols ``wrt``.
+
+    Mathematically equal to ``[sympy.diff(expr, s) for s in wrt]``, but computed in one
+    reverse sweep over the shared expression DAG, then tidied for reading.
+    """
+    expr = _as_expr(expr, "expression")
+    if isinstance(wrt, (sp.Symbol, str)):
+        wrt = [wrt]
+    wrt = _symbols(wrt, expr, "wrt")
+    others = tuple(sorted((s for s in expr.free_symbols if s.name not in {w.name for w in wrt}),
+                          key=lambda s: s.name))
+    d = _Derived([expr], wrt, others, gradient_of=0)
+    symbols = {s.name: s for s in list(wrt) + list(others)}
+    return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
+
+
+def _tidy(e):
+    """A shorter equal form of ``e`` when one is cheap to find."""
+    if sp.count_ops(e) <= SIMPLIFY_MAX_OPS and not e.has(sp.Piecewise):
+        try:
+            s = sp.simplify(e)
+            if sp.count_ops(s) <= sp.count_ops(e):
+                return s
+        except Exception:  # simplify is best effort; the unsimplified form is exact
+            pass
+    return e
+
+
+class Objective:
+    """The mean over a batch of a per-sample ``loss`` in ``params`` and ``data`` symbols.
+
+    ``data`` defaults to every free symbol of ``loss`` that is not a parameter.
+    """
+
+    def __init__(self, loss, params, data=None):
+        self.loss = _as_expr(loss)
+        if isinstance(params, (sp.Symbol, str)):
+            params = [params]
+        self.params = _symbols(list(params), self.loss, "params")
+        if not self.params:
+            raise FormulaError("an objective needs at least one parameter")
+        pnames = {p.name for p in self.params}
+        if data is None:
+            data = sorted((s for s in self.loss.free_symbols if s.name not in pnames),
+                          key=lambda s: s.name)
+        elif isinstance(data, (sp.Symbol, str)):
+            data = [data]
+        self.data = _symbols(list(data), self.loss, "data")
+        clash = pnames & {d.name for d in self.data}
+        if clash:
+            raise FormulaError(f"{sorted(clash)} cannot be both a parameter and a data column")
+        known = pnames | {d.name for d in self.data}
+        unknown = sorted({s.name for s in self.loss.free_symbols} - known)
+        if unknown:
+            raise FormulaError(f"the loss uses {unknown}, which are neither params nor data")
+        self._derived = None
+        self._program = None
+        self._gradient = None
+        self._kernels = {}
+
+    # -- symbolic -----------------------------------------------------------------
+    def _derive(self):
+        if self._derived is None:
+            self._derived = _Derived([self.loss], self.params, self.data, gradient_of=0)
+        return self._derived
+
+    @property
+    def _symbol_map(self):
+        return {s.name: s for s in self.params + self.data}
+
+    def gradient(self) -> list:
+        """The per-sample gradient in ``params`` order, as readable SymPy expressions."""
+        if self._gradient is None:
+            d = self._derive()
+            self._gradient = [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, self._symbol_map)]
+        return list(self._gradient)
+
+    def program(self) -> Program:
+        """The straight-line program computing the loss and every gradient entry (the IR)."""
+        if self._program is None:
+            d = self._derive()
+            t0 = time.perf_counter()
+            labels = ["loss"] + [f"dloss/d{p.name}" for p in self.params]
+            self._program = linearize(d.graph, [d.nodes[0]] + d.grad_nodes, labels,
+                                      [p.name for p in self.params], [x.name for x in self.data])
+            d.times["linearize"] = time.perf_counter() - t0
+        return self._program
+
+    def latex(self) -> str:
+        """The loss and its gradient as a LaTeX ``aligned`` block."""
+        lines = [r"L &= " + sp.latex(self.loss)]
+        for p, g in zip(self.params, self.gradient()):
+            lines.append(r"\frac{\partial L}{\partial %s} &= %s" % (sp.latex(p), sp.latex(g)))
+        return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
+
+    def _repr_latex_(self):
+        return "$$" + self.latex() + "$$"
+
+    def pretty(self) -> str:
+        """The loss and its gradient as SymPy's pretty (Unicode) text."""
+        parts = ["loss =", sp.pretty(self.loss)]
+        for p, g in zip(self.params, self.gradient()):
+            parts += [f"dloss/d{p.name} =", sp.pretty(g)]
+        return "\n".join(parts)
+
+    def __repr__(self):
+        return (f"Objective(loss={self.loss}, params=[{', '.join(p.name for p in self.params)}], "
+                f"data=[{', '.join(d.name for d in self.data)}])")
+
+    def __add__(self, penalty):
+        """``objective + penalty``: the same objective with ``penalty`` added to the loss."""
+        return Objective(self.loss + penalty, self.params, self.data)
+
+    # -- native ---------------------------------------------------------------------
+    def compile(self, dtype=np.float64, threads=None, cache=True):
+        """A compiled kernel: ``kernel(theta, data) -> (mean loss, mean gradient)``."""
+        import codegen
+
+        key = (np.dtype(dtype).str, threads)
+        k = self._kernels.get(key)
+        if k is None:
+            program = self.program()
+            k = codegen.compile_objective(program, dtype=dtype, threads=threads, cache=cache)
+            k.compile_times = {**self._derive().times, **k.compile_times}
+            self._kernels[key] = k
+        return k
+
+
+class Model:
+    """A per-sample prediction ``output`` of ``inputs`` with parameters ``params``."""
+
+    def __init__(self, output, params, inputs=None):
+        self.output = _as_expr(output, "model output")
+        if isinstance(params, (sp.Symbol, str)):
+            params = [params]
+        self.params = _symbols(list(params), self.output, "params")
+        pnames = {p.name for p in self.params}
+        if inputs is None:
+            inputs = sorted((s for s in self.output.free_symbols if s.name not in pnames),
+                            key=lambda s: s.name)
+        elif isinstance(inputs, (sp.Symbol, str)):
+            inputs = [inputs]
+        self.inputs = _symbols(list(inputs), self.output, "inputs")
+        unknown = sorted({s.name for s in self.output.free_symbols} - pnames
+                         - {d.name for d in self.inputs})
+        if unknown:
+            raise FormulaError(f"the model uses {unknown}, which are neither params nor inputs")
+        self._program = None
+        self._kernels = {}
+
+    def program(self) -> Program:
+        if self._program is None:
+            d = _Derived([self.output], self.params, self.inputs)
+            self._program = linearize(d.graph, d.nodes, ["output"],
+                                      [p.name for p in self.params], [x.name for x in self.inputs])
+        return self._program
+
+    def objective(self, target, loss="mse", **kwargs) -> Objective:
+        """The objective fitting this model to data column ``target`` with a named loss."""
+        from .losses import LOSSES
+        if isinstance(target, str):
+            target = sp.Symbol(target, real=True)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
+        return Objective(LOSSES[loss](self.output, target, **kwargs), self.params,
+                         list(self.inputs) + [target])
+
+    def compile(self, dtype=np.float64, threads=None, cache=True):
+        """A compiled predictor: ``predict(theta, data) -> per-sample outputs``."""
+        import codegen
+
+        key = (np.dtype(dtype).str, threads)
+        k = self._kernels.get(key)
+        if k is None:
+            k = codegen.compile_model(self.program(), dtype=dtype, threads=threads, cache=cache)
+            self._kernels[key] = k
+        return k
+
+    def __repr__(self):
+        return (f"Model({self.output}, params=[{', '.join(p.name for p in self.params)}], "
+                f"inputs=[{', '.join(d.name for d in self.inputs)}])")

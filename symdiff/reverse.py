@@ -1,0 +1,49 @@
+"""Reverse-mode differentiation on the expression DAG.
+
+One reverse topological walk from the output accumulates adjoints by addition;
+nodes that no parameter reaches are never visited, and a zero adjoint is never
+materialised, so a gradient costs a small constant times the forward pass no
+matter how many parameters there are. (Per-parameter ``sympy.diff`` instead
+rebuilds the shared forward structure once per parameter, which is what makes
+naive symbolic gradients swell.)
+"""
+
+from __future__ import annotations
+
+from .graph import Graph
+from .primitives import PRIMITIVES
+
+_LEAVES = ("sym", "const", "bconst")
+
+
+def reverse_gradient(g: Graph, output: int, wrt: list[int]) -> list[int]:
+    """Node ids of d(output)/d(w) for each leaf id ``w`` in ``wrt``, built into ``g``."""
+    targets = set(wrt)
+    reaches = bytearray(output + 1)  # does a node depend on any wrt leaf?
+    for i in range(output + 1):
+        if i in targets:
+            reaches[i] = 1
+        elif g.ops[i] not in _LEAVES:
+            reaches[i] = any(reaches[a] for a in _float_args(g, i))
+    adjoint = {output: g.const(1.0)}
+    for i in range(output, -1, -1):
+        a_i = adjoint.get(i)
+        if a_i is None or not reaches[i] or g.ops[i] in _LEAVES:
+            continue
+        prim = PRIMITIVES[g.ops[i]]
+        if prim.derivative is None:
+            continue
+        args = g.args[i]
+        contributions = prim.derivative(g, i, *args, a_i)
+        for arg, kind, c in zip(args, prim.arg_kinds(len(args)), contributions):
+            if kind != "float" or c is None or not reaches[arg] or g.is_const(c, 0.0):
+                continue
+            prev = adjoint.get(arg)
+            adjoint[arg] = c if prev is None else g.add(prev, c)
+    zero = g.const(0.0)
+    return [adjoint.get(w, zero) for w in wrt]
+
+
+def _float_args(g: Graph, i: int):
+    prim = PRIMITIVES[g.ops[i]]
+    return [a for a, k in zip(g.args[i], prim.arg_kinds(len(g.args[i]))) if k == "float"]

@@ -1,0 +1,47 @@
+"""Turn DAG nodes back into SymPy expressions a person can read."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .primitives import PRIMITIVES
+
+
+def nice_number(value: float):
+    """A SymPy number equal to ``value``: an integer or a short fraction when exact."""
+    if value.is_integer() and abs(value) < 1e15:
+        return sp.Integer(int(value))
+    r = sp.Rational(value).limit_denominator(1000)
+    if float(r) == value:
+        return r
+    return sp.Float(value)
+
+
+def to_sympy(graph, nodes, symbols: dict) -> list:
+    """SymPy expressions for graph ``nodes``; ``symbols`` maps leaf names to SymPy symbols."""
+    needed = set()
+    stack = list(nodes)
+    while stack:
+        i = stack.pop()
+        if i in needed:
+            continue
+        needed.add(i)
+        op = graph.ops[i]
+        if op not in ("sym", "const", "bconst"):
+            prim = PRIMITIVES[op]
+            stack.extend(a for a, k in zip(graph.args[i], prim.arg_kinds(len(graph.args[i])))
+                         if k != "int")
+    expr = {}
+    for i in sorted(needed):
+        op, args = graph.ops[i], graph.args[i]
+        if op == "sym":
+            expr[i] = symbols[args[0]]
+        elif op == "const":
+            expr[i] = nice_number(args[0])
+        elif op == "bconst":
+            expr[i] = sp.true if args[0] else sp.false
+        else:
+            prim = PRIMITIVES[op]
+            vals = [a if k == "int" else expr[a] for a, k in zip(args, prim.arg_kinds(len(args)))]
+            expr[i] = prim.to_sympy(*vals)
+    return [expr[i] for i in nodes]
