@@ -1,0 +1,114 @@
+"""What ``sd.fit`` costs per step on top of the compiled kernel, on workload W1.
+
+W1 is linear regression (8 features + bias, N = 1,000,000). For mini-batches of
+32 and 1024 rows this prints, as medians over repeats:
+
+* the raw kernel: steps/s of the bound kernel called again and again on one batch;
+* the driver: steps/s of ``sd.fit`` over whole epochs (gather, kernel, finiteness
+  check, optimizer update, bookkeeping), with SGD and with Adam;
+* the overhead: microseconds per step the driver adds, and its parts measured
+  alone (gathering a shuffled batch, one optimizer step).
+
+Run: ``python benchmarks/driver_overhead.py`` (``--quick`` uses N = 100,000 and
+fewer repeats; ``--threads`` is passed to ``compile``).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import symdiff as sd  # noqa: E402
+from symdiff import optim  # noqa: E402
+from symdiff.training import fit  # noqa: E402
+from workloads import linear_regression  # noqa: E402
+
+
+def _median_seconds(function, number, repeats):
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(number):
+            function()
+        times.append((time.perf_counter() - started) / number)
+    return statistics.median(times)
+
+
+def kernel_seconds(kernel, workload, batch, repeats):
+    rows = np.random.default_rng(0).permutation(workload.n)[:batch]
+    bound = kernel.bind({s: c[rows] for s, c in workload.data.items()})
+    theta = workload.theta.copy()
+    bound(theta)
+    return _median_seconds(lambda: bound(theta), max(200, 200_000 // batch), repeats)
+
+
+def gather_seconds(workload, batch, repeats):
+    order = np.random.default_rng(0).permutation(workload.n)
+    buffers = [np.empty(batch) for _ in workload.columns]
+    state = {"start": 0}
+
+    def gather():
+        start = state["start"]
+        rows = order[start:start + batch]
+        for column, buffer in zip(workload.columns, buffers):
+            np.take(column, rows, out=buffer)
+        state["start"] = (start + batch) % (workload.n - batch)
+
+    return _median_seconds(gather, max(200, 200_000 // batch), repeats)
+
+
+def optimizer_seconds(make, size, repeats):
+    opt = make()
+    theta, grad = np.zeros(size), np.full(size, 1e-3)
+    return _median_seconds(lambda: opt.step(theta, grad), 5000, repeats)
+
+
+def fit_seconds_per_step(objective, workload, batch, make, repeats):
+    times = []
+    for _ in range(repeats):
+        result = fit(objective, workload.data, optimizer=make(), epochs=1, batch_size=batch,
+                     init=workload.theta, progress=False)
+        times.append(result.history.time[-1] / result.history.steps[-1])
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N = 100,000 and 3 repeats")
+    parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: compile's)")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args(argv)
+    n = 100_000 if args.quick else 1_000_000
+    repeats = args.repeats or (3 if args.quick else 7)
+
+    workload = linear_regression(n=n)
+    objective = sd.Objective(workload.loss, params=workload.params, data=workload.data_symbols)
+    kernel = objective.compile(threads=args.threads)
+    size = len(workload.params)
+    makers = {"SGD": lambda: optim.SGD(lr=1e-3), "Adam": lambda: optim.Adam(lr=1e-3)}
+
+    print(f"W1: {workload.description}; medians of {repeats} repeats; "
+          f"threads={args.threads or 'default'}, {os.cpu_count()} CPUs")
+    header = (f"{'batch':>6} {'optimizer':>9} {'kernel steps/s':>15} {'fit steps/s':>12} "
+              f"{'fit/kernel':>10} {'overhead us':>12} {'gather us':>10} {'update us':>10}")
+    print(header)
+    print("-" * len(header))
+    for batch in (32, 1024):
+        kernel_s = kernel_seconds(kernel, workload, batch, repeats)
+        gather_s = gather_seconds(workload, batch, repeats)
+        for name, make in makers.items():
+            update_s = optimizer_seconds(make, size, repeats)
+            step_s = fit_seconds_per_step(objective, workload, batch, make, repeats)
+            print(f"{batch:>6} {name:>9} {1 / kernel_s:>15,.0f} {1 / step_s:>12,.0f} "
+                  f"{kernel_s / step_s:>10.2f} {1e6 * (step_s - kernel_s):>12.2f} "
+                  f"{1e6 * gather_s:>10.2f} {1e6 * update_s:>10.2f}")
+    print("fit/kernel: the share of the raw kernel's speed the driver keeps (1.00 = no overhead).")
+
+
+if __name__ == "__main__":
+    main()
