@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
 
-from .target import host_target, target_machine
+from .target import host_target, new_target_machine, target_machine
 
 
 @dataclass
@@ -53,7 +53,7 @@ class NativeLibrary:
     """Machine code loaded into this process; function addresses by name."""
 
     def __init__(self, object_code: bytes, names):
-        tm = target_machine()
+        tm = new_target_machine()
         empty = llvm.parse_assembly("")
         empty.triple = host_target().triple
         self._engine = llvm.create_mcjit_compiler(empty, tm)

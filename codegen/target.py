@@ -84,6 +84,12 @@ def _load_libmvec() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def target_machine():
+    """The shared target machine used to optimize and emit code (never given to an engine)."""
+    return new_target_machine()
+
+
+def new_target_machine():
+    """A fresh target machine; an execution engine takes ownership of the one it is given."""
     t = host_target()
     target = llvm.Target.from_triple(t.triple)
     return target.create_target_machine(cpu=t.cpu, features=t.features, opt=3,

@@ -33,7 +33,7 @@ __all__ = ["main", "build_parser", "read_columns"]
 USAGE_ERROR = 2
 RUNTIME_ERROR = 1
 
-GRAD_FORMATS = ("pretty", "latex", "program", "llvm", "asm")
+GRAD_FORMATS = ("pretty", "text", "latex", "program", "llvm", "asm")
 LOSS_NAMES = ("mse", "mae", "huber", "logistic")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the symbolic gradient of a formula (or the program, LLVM IR, assembly)",
         description="Differentiate FORMULA with respect to the symbols of --wrt (default: all of "
         "them) in reverse mode. The other symbols are data: 'program', 'llvm' and 'asm' show the "
-        "kernel that averages the formula and its gradient over a batch of them.",
+        "kernel that averages the formula and its gradient over a batch of them; 'text' prints one "
+        "line per entry in the syntax symdiff reads.",
         epilog="examples:\n  symdiff grad \"a*exp(-b*x) + c\" --wrt a,b,c\n"
         "  symdiff grad \"softplus(-y*(w*x + b))\" --wrt w,b --format latex\n"
         "  symdiff grad \"(w*x + b - y)^2\" --wrt w,b --format program",
@@ -285,7 +286,7 @@ def run_grad(args) -> int:
     data = [symbols[name] for name in order if name in symbols and name not in wrt_names]
 
     sd = _symdiff()
-    if args.format in ("pretty", "latex"):
+    if args.format in ("pretty", "text", "latex"):
         gradient = sd.grad(expression, wrt)
         print(_format_gradient(expression, wrt, gradient, args.format))
         return 0
@@ -299,6 +300,11 @@ def run_grad(args) -> int:
 
 
 def _format_gradient(expression, wrt, gradient, form: str) -> str:
+    """``pretty``: 2-D art; ``text``: one ``name = formula`` line each, in the syntax symdiff parses."""
+    if form == "text":
+        lines = [f"f = {sp.sstr(expression)}"]
+        lines += [f"df/d{symbol} = {sp.sstr(derivative)}" for symbol, derivative in zip(wrt, gradient)]
+        return "\n".join(lines)
     if form == "latex":
         lines = [f"f = {sp.latex(expression)}"]
         for symbol, derivative in zip(wrt, gradient):
