@@ -315,16 +315,18 @@ def _format_gradient(expression, wrt, gradient, form: str) -> str:
     lines = [_labelled("f", expression, unicode)]
     for symbol, derivative in zip(wrt, gradient):
         lines.append(_labelled(f"{partial}f/{partial}{symbol}", derivative, unicode))
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n")
 
 
 def _labelled(label: str, expression, unicode: bool) -> str:
-    art = sp.pretty(expression, use_unicode=unicode, wrap_line=False).splitlines()
-    if len(art) == 1:
-        return f"{label} = {art[0]}"
-    middle = (len(art) - 1) // 2
-    pad = " " * (len(label) + 3)
-    return "\n".join((f"{label} = " if i == middle else pad) + row for i, row in enumerate(art))
+    """``label = expression`` in SymPy's 2-D pretty form, the label on the expression's baseline."""
+    from sympy.printing.pretty.pretty import PrettyPrinter
+    from sympy.printing.pretty.stringpict import prettyForm
+
+    form = PrettyPrinter({"use_unicode": unicode, "wrap_line": False})._print(expression)
+    text = prettyForm(*form.left(f"{label} = ")).render(wrap_line=False)
+    lines = [line.rstrip() for line in text.splitlines()]
+    return "\n".join(lines) + ("\n" if len(lines) > 1 else "")
 
 
 def _stdout_takes_unicode() -> bool:
@@ -410,6 +412,10 @@ def _header(path: Path) -> list[str]:
 def run_fit(args) -> int:
     """Fit ``response ~ formula`` to a CSV file and print (and optionally save) the report."""
     sd = _symdiff()
+    from symdiff.losses import LOSSES
+    from symdiff.optim import make_optimizer
+    from symdiff.training import fit
+
     response, formula = parse_model(args.model)
     if not isinstance(response, sp.Symbol):
         raise CommandError(f"the left side of '~' must be one column name, got {sp.sstr(response)!r}")
@@ -437,18 +443,14 @@ def run_fit(args) -> int:
     if args.loss == "logistic" and not np.all((target == 0) | (target == 1)):
         raise CommandError(f"--loss logistic needs a 0/1 response; column {response.name!r} has other values")
 
-    from symdiff.losses import LOSSES
-
     loss = LOSSES[args.loss](formula, response)
     objective = sd.Objective(loss, params=params, data=inputs + [response])
     data = {symbol_of[name]: columns[name] for name in input_names + [response.name]}
     init = np.array([args.init.get(name, 1.0) for name in parameter_names], dtype=np.float64)
-    from symdiff.optim import make_optimizer
-
     optimizer = make_optimizer(args.optimizer, lr=args.lr)
 
     started = time.perf_counter()
-    result = sd.fit(
+    result = fit(
         objective, data, optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size,
         seed=args.seed, init=init, progress=not args.quiet,
     )

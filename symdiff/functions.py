@@ -30,6 +30,11 @@ class sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return 1 / (1 + sp.exp(-z))
 
+    def _eval_evalf(self, prec):
+        if self.args[0].is_number:
+            return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
+        return None
+
     def _eval_is_real(self):
         return self.args[0].is_real
 
@@ -56,6 +61,11 @@ class softplus(sp.Function):
 
     def _eval_rewrite_as_log(self, z, **kwargs):
         return sp.log(1 + sp.exp(z))
+
+    def _eval_evalf(self, prec):
+        if self.args[0].is_number:
+            return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
+        return None
 
     def _eval_is_real(self):
         return self.args[0].is_real

@@ -360,12 +360,25 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
 
     def diverged(epoch, loss, grad_norm):
         finite = theta if np.isfinite(theta).all() else previous
-        what = f"loss is {loss}" if not math.isfinite(loss) else "gradient norm is not finite"
+        if not np.isfinite(theta).all():
+            what = "parameters are no longer finite"
+        elif not math.isfinite(loss):
+            what = f"loss is {loss}"
+        else:
+            what = "gradient norm is not finite"
         return DivergenceError(
             f"training diverged at epoch {epoch}, step {steps + 1}: the {what}. "
             f"Try a smaller learning rate (lr={opt.lr:g} now), clip_norm=..., or rescaled data; "
             f"the last finite parameters are on this error's .params",
             epoch=epoch, step=steps + 1, params=finite.copy(), history=history)
+
+    def evaluate(bound, epoch):
+        try:
+            return bound(theta)
+        except DataError:
+            if np.isfinite(theta).all():
+                raise
+            raise diverged(epoch, math.nan, math.nan) from None
 
     def take_step(loss, grad, epoch):
         nonlocal steps, updating
@@ -388,7 +401,7 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
         with np.errstate(over="ignore", invalid="ignore"):  # overflow ends as DivergenceError
             for epoch in range(epochs):
                 if batches is None:
-                    loss, grad = whole(theta)
+                    loss, grad = evaluate(whole, epoch)
                     train_loss = float(loss)
                     norm_mean = take_step(train_loss, grad, epoch)
                 else:
@@ -397,14 +410,14 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
                     loss_sum = norm_sum = 0.0
                     count = 0
                     for size, bound in batches:
-                        loss, grad = bound(theta)
+                        loss, grad = evaluate(bound, epoch)
                         loss = float(loss)
                         norm_sum += take_step(loss, grad, epoch)
                         loss_sum += loss * size
                         count += 1
                     train_loss = loss_sum / n
                     norm_mean = norm_sum / count
-                val_loss = float(validate(theta)[0]) if validate is not None else math.nan
+                val_loss = validate.value(theta) if validate is not None else math.nan
                 history._record(epoch, train_loss, val_loss, opt.lr, norm_mean,
                                 time.perf_counter() - started, steps)
                 watched = val_loss if validate is not None else train_loss
