@@ -40,14 +40,17 @@ def forward_and_backward_by_hand():
     values[trousers_node] = trousers.subs(values)
     values[subtotal_node] = subtotal.subs(values)
     print("forward pass")
-    print(f"  trousers = {trousers} = {values[trousers_node]}")
-    print(f"  subtotal = {subtotal} = {values[subtotal_node]}")
-    print(f"  total    = {total} = {total.subs(values)}")
+    print(f"  trousers = {trousers} = {float(values[trousers_node]):g}")
+    print(f"  subtotal = {subtotal} = {float(values[subtotal_node]):g}")
+    print(f"  total    = {total} = {float(total.subs(values)):g}")
 
     # Local derivatives of each node with respect to its own inputs.
     d_total = dict(zip([subtotal_node, pay_fraction], sd.grad(total, [subtotal_node, pay_fraction])))
     d_subtotal = dict(zip([coat_price, trousers_node], sd.grad(subtotal, [coat_price, trousers_node])))
     d_trousers = dict(zip([trouser_price, trouser_count], sd.grad(trousers, [trouser_price, trouser_count])))
+
+    def number(value):
+        return f"{float(value):g}"
 
     print("\nbackward pass (chain rule: multiply the local derivatives along the path)")
     through_subtotal = d_total[subtotal_node].subs(values)
@@ -58,14 +61,18 @@ def forward_and_backward_by_hand():
         trouser_count: through_trousers * d_trousers[trouser_count].subs(values),
         pay_fraction: d_total[pay_fraction].subs(values),
     }
-    print(f"  d total/d subtotal      = {d_total[subtotal_node]} = {through_subtotal}")
-    print(f"  d total/d pay_fraction  = {d_total[pay_fraction]} = {chained[pay_fraction]}")
-    print(f"  d total/d coat_price    = {through_subtotal} * {d_subtotal[coat_price]} = {chained[coat_price]}")
-    print(f"  d total/d trousers      = {through_subtotal} * {d_subtotal[trousers_node]} = {through_trousers}")
-    print(f"  d total/d trouser_price = {through_trousers} * {d_trousers[trouser_price].subs(values)}"
-          f" = {chained[trouser_price]}")
-    print(f"  d total/d trouser_count = {through_trousers} * {d_trousers[trouser_count].subs(values)}"
-          f" = {chained[trouser_count]}")
+    print(f"  d total/d subtotal      = {d_total[subtotal_node]} = {number(through_subtotal)}")
+    print(f"  d total/d pay_fraction  = {d_total[pay_fraction]} = {number(chained[pay_fraction])}")
+    print(f"  d total/d coat_price    = d total/d subtotal * {d_subtotal[coat_price]}"
+          f" = {number(chained[coat_price])}")
+    print(f"  d total/d trousers      = d total/d subtotal * {d_subtotal[trousers_node]}"
+          f" = {number(through_trousers)}")
+    print(f"  d total/d trouser_price = d total/d trousers * {d_trousers[trouser_price]}"
+          f" = {number(through_trousers)} * {number(d_trousers[trouser_price].subs(values))}"
+          f" = {number(chained[trouser_price])}")
+    print(f"  d total/d trouser_count = d total/d trousers * {d_trousers[trouser_count]}"
+          f" = {number(through_trousers)} * {number(d_trousers[trouser_count].subs(values))}"
+          f" = {number(chained[trouser_count])}")
     return chained
 
 
@@ -76,14 +83,14 @@ def main():
     gradient = sd.grad(total, inputs)
     print(f"\nsd.grad of the whole formula  total = {total}")
     for symbol, formula in zip(inputs, gradient):
-        print(f"  d total/d {symbol:<13} = {str(formula):<30} = {formula.subs(prices)}")
+        print(f"  d total/d {symbol.name:<13} = {str(formula):<36} = {float(formula.subs(prices)):g}")
         assert formula.subs(prices) == chained[symbol]
 
     objective = sd.Objective(total, params=inputs, data=[])
     kernel = objective.compile()
     theta = np.array([float(prices[symbol]) for symbol in inputs])
     value, numeric = kernel(theta, np.empty((1, 0)))
-    print(f"\ncompiled kernel at {dict(zip([s.name for s in inputs], theta))}")
+    print("\ncompiled kernel at " + ", ".join(f"{s.name}={v:g}" for s, v in zip(inputs, theta)))
     print(f"  total    = {value:g}")
     print("  gradient = " + ", ".join(f"{symbol} {number:g}" for symbol, number in zip(inputs, numeric)))
     expected = [float(chained[symbol]) for symbol in inputs]

@@ -55,9 +55,11 @@ def main():
     loss = sd.softplus(logit) - y * logit
     objective = sd.Objective(loss, params=[*weights, b], data=[*inputs, y])
     gradient = objective.gradient()
-    print(f"loss                {sp.sstr(loss)[:70]}...")
-    print(f"d loss/d w0         {gradient[0]}")
-    print(f"d loss/d b          {gradient[-1]}")
+    z = sp.Symbol("z", real=True)
+    print("z = w0*x0 + ... + w29*x29 + b  (the logit)")
+    print(f"loss         {loss.subs(logit, z)}")
+    print(f"d loss/d w0  {gradient[0].subs(logit, z)}")
+    print(f"d loss/d b   {gradient[-1].subs(logit, z)}")
 
     train = np.column_stack([x_train, y_train])
     test = np.column_stack([x_test, y_test])
@@ -73,7 +75,7 @@ def main():
     print(f"\nsd.fit (Adam, lr 0.01, batch 32, {epochs} epochs, {seconds:.2f} s)")
     print(f"  final training loss   {result.history.train_loss[-1]:.4f}")
     print(f"  final validation loss {result.history.val_loss[-1]:.4f}")
-    print(f"  test cross-entropy    {sd.Objective(loss, params=[*weights, b], data=[*inputs, y]).compile().value(result.params, test):.4f}")
+    print(f"  test cross-entropy    {objective.compile().value(result.params, test):.4f}")
     print(f"  test accuracy         {accuracy:.3f}")
 
     reference = LogisticRegression(max_iter=5000).fit(x_train, y_train)

