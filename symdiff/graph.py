@@ -166,6 +166,18 @@ def _mul(g: Graph, a, b):
         return g.neg(g.mul(a, g.args[b][0]))
     if a == b:
         return g.node("powi", a, 2)
+    # reassociate (r*s)*q as (q*r)*s when q*r already exists: reverse mode builds
+    # adjoint*(a*out) next to a forward a*out, e.g. d/d(exp) of a*exp(u)
+    # (interned directly, without re-running the rules, so it cannot cycle)
+    for p, q in ((a, b), (b, a)):
+        if g.ops[p] == "mul" and g.ops[q] != "const":
+            r, s = g.args[p]
+            for first, second in ((r, s), (s, r)):
+                if g.ops[first] == "const" or g.ops[second] == "const":
+                    continue
+                existing = g._index.get(("mul", tuple(sorted((q, first)))))
+                if existing is not None and existing != p:
+                    return g._intern("mul", tuple(sorted((existing, second))))
     return None
 
 
