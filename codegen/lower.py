@@ -157,14 +157,17 @@ class _FunctionEmitter:
         if op in vecmath.LIBM:
             return self.libcall(b, op, args)
         if op == "sigmoid":
-            e = self.libcall(b, "exp", [b.fneg(args[0], flags=fm)])
-            return b.fdiv(c(1.0), b.fadd(c(1.0), e, flags=fm), flags=fm)
-        if op == "softplus":
+            # 1/(1 + e) for z >= 0, e/(1 + e) below, with e = exp(-|z|) <= 1: never overflows,
+            # and shares its exp with a softplus of the same z
             z = args[0]
-            a = self.intrinsic(b, "fabs", z.type, [z])
-            e = self.libcall(b, "exp", [b.fneg(a, flags=fm)])
+            e = self.exp_neg_abs(b, z)
+            r = b.fdiv(c(1.0), b.fadd(c(1.0), e, flags=fm), flags=fm)
+            return b.select(b.fcmp_ordered(">=", z, c(0.0)), r, b.fmul(e, r, flags=fm))
+        if op == "softplus":
+            # max(z, 0) + log1p(exp(-|z|))
+            z = args[0]
             pos = self.intrinsic(b, "maxnum", z.type, [z, c(0.0)])
-            return b.fadd(pos, self.libcall(b, "log1p", [e]), flags=fm)
+            return b.fadd(pos, self.libcall(b, "log1p", [self.exp_neg_abs(b, z)]), flags=fm)
         if op == "sign":
             x = args[0]
             return b.select(b.fcmp_ordered(">", x, c(0.0)), c(1.0),
@@ -188,6 +191,15 @@ class _FunctionEmitter:
         if op == "not":
             return b.not_(args[0])
         raise LoweringError(f"no LLVM lowering for IR op {op!r}")
+
+    def exp_neg_abs(self, b, z):
+        key = ("exp_neg_abs", id(z))
+        hit = self._splats.get(key)
+        if hit is None or hit[0] is not z:
+            a = self.intrinsic(b, "fabs", z.type, [z])
+            hit = (z, self.libcall(b, "exp", [b.fneg(a, flags=FASTMATH)]))
+            self._splats[key] = hit
+        return hit[1]
 
     def powi(self, b, x, n):
         """x**n for an integer n >= 0 by repeated squaring (exact up to rounding per multiply)."""
