@@ -306,6 +306,83 @@ def _progress_bar(progress, epochs):
     return tqdm(total=epochs, unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=True)
 
 
+class _Stepper:
+    """One optimizer step at a time on a live parameter vector, with the checks around it.
+
+    Keeps a copy of the parameters from before the current update, so that a
+    divergence can hand back the last finite parameters and a Ctrl-C arriving in
+    the middle of an update can be undone.
+    """
+
+    def __init__(self, theta, optimizer, clip_norm, clip_value, history):
+        self.theta = theta
+        self.previous = theta.copy()
+        self.optimizer = optimizer
+        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.history = history
+        self.steps = 0
+        self.updating = False
+
+    def step(self, bound, epoch):
+        """Evaluate ``bound`` at theta, check, clip, update; return (loss, gradient norm before clipping)."""
+        theta = self.theta
+        try:
+            loss, grad = bound(theta)
+        except DataError:  # the kernel refuses non-finite parameters
+            if np.isfinite(theta).all():
+                raise
+            raise self.diverged(epoch, math.nan) from None
+        grad_norm = math.sqrt(float(np.dot(grad, grad)))
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise self.diverged(epoch, loss)
+        if self.clip_value is not None:
+            clip_grad_value(grad, self.clip_value)
+        if self.clip_norm is not None:
+            clip_grad_norm(grad, self.clip_norm)
+        np.copyto(self.previous, theta)
+        self.updating = True
+        self.optimizer.step(theta, grad)
+        self.updating = False
+        self.steps += 1
+        self.history.step_loss.append(loss)
+        return loss, grad_norm
+
+    def undo_partial_update(self):
+        if self.updating:
+            np.copyto(self.theta, self.previous)
+            self.updating = False
+
+    def diverged(self, epoch, loss):
+        finite = np.isfinite(self.theta).all()
+        if not finite:
+            what = "parameters are no longer finite"
+        elif not math.isfinite(loss):
+            what = f"loss is {loss}"
+        else:
+            what = "gradient norm is not finite"
+        step = self.steps + 1
+        return DivergenceError(
+            f"training diverged at epoch {epoch}, step {step}: the {what}. "
+            f"Try a smaller learning rate (lr={self.optimizer.lr:g} now), clip_norm=..., or rescaled "
+            f"data; the last finite parameters are on this error's .params",
+            epoch=epoch, step=step, params=(self.theta if finite else self.previous).copy(),
+            history=self.history)
+
+
+def _train_epoch(stepper, epoch, whole, batches, n):
+    """One epoch; return (training loss, mean gradient norm) as History defines them."""
+    if batches is None:
+        return stepper.step(whole, epoch)
+    loss_sum = norm_sum = 0.0
+    count = 0
+    for size, bound in batches:
+        loss, grad_norm = stepper.step(bound, epoch)
+        loss_sum += loss * size
+        norm_sum += grad_norm
+        count += 1
+    return loss_sum / n, norm_sum / count
+
+
 def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=True, seed=0,
         init=None, schedule=None, clip_norm=None, clip_value=None, validation=None,
         early_stopping=None, callbacks=(), progress=True, *, lr=None):
@@ -361,89 +438,31 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
         val_columns = _data_columns(objective, validation, "validation data")
     theta = _initial_params(objective, init, init_rng)
     n = len(columns[0])
-
     if batch_size is None or batch_size >= n:
-        whole = kernel.bind(_as_mapping(objective, columns))
-        batches = None
+        whole, batches = kernel.bind(_as_mapping(objective, columns)), None
     else:
-        batches = _Batches(kernel, objective, columns, batch_size, shuffle)
+        whole, batches = None, _Batches(kernel, objective, columns, batch_size, shuffle)
     validate = kernel.bind(_as_mapping(objective, val_columns)) if val_columns is not None else None
 
     history = History()
     result = FitResult(theta, {}, history, opt)
+    stepper = _Stepper(theta, opt, clip_norm, clip_value, history)
     base_lr = opt.lr
     opt.reset()
     if schedule is not None:
         opt.lr = schedule.start(base_lr)
-    previous = theta.copy()
     best_loss, best_theta, bad_epochs = math.inf, None, 0
-    steps = 0
-    updating = False
     bar = _progress_bar(progress, epochs)
     started = time.perf_counter()
-
-    def diverged(epoch, loss, grad_norm):
-        finite = theta if np.isfinite(theta).all() else previous
-        if not np.isfinite(theta).all():
-            what = "parameters are no longer finite"
-        elif not math.isfinite(loss):
-            what = f"loss is {loss}"
-        else:
-            what = "gradient norm is not finite"
-        return DivergenceError(
-            f"training diverged at epoch {epoch}, step {steps + 1}: the {what}. "
-            f"Try a smaller learning rate (lr={opt.lr:g} now), clip_norm=..., or rescaled data; "
-            f"the last finite parameters are on this error's .params",
-            epoch=epoch, step=steps + 1, params=finite.copy(), history=history)
-
-    def evaluate(bound, epoch):
-        try:
-            return bound(theta)
-        except DataError:
-            if np.isfinite(theta).all():
-                raise
-            raise diverged(epoch, math.nan, math.nan) from None
-
-    def take_step(loss, grad, epoch):
-        nonlocal steps, updating
-        grad_norm = math.sqrt(float(np.dot(grad, grad)))
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            raise diverged(epoch, loss, grad_norm)
-        if clip_value is not None:
-            clip_grad_value(grad, clip_value)
-        if clip_norm is not None:
-            clip_grad_norm(grad, clip_norm)
-        np.copyto(previous, theta)
-        updating = True
-        opt.step(theta, grad)
-        updating = False
-        steps += 1
-        history.step_loss.append(loss)
-        return grad_norm
-
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow ends as DivergenceError
             for epoch in range(epochs):
-                if batches is None:
-                    loss, grad = evaluate(whole, epoch)
-                    train_loss = float(loss)
-                    norm_mean = take_step(train_loss, grad, epoch)
-                else:
-                    if shuffle:
-                        batches.shuffle(shuffle_rng)
-                    loss_sum = norm_sum = 0.0
-                    count = 0
-                    for size, bound in batches:
-                        loss, grad = evaluate(bound, epoch)
-                        loss = float(loss)
-                        norm_sum += take_step(loss, grad, epoch)
-                        loss_sum += loss * size
-                        count += 1
-                    train_loss = loss_sum / n
-                    norm_mean = norm_sum / count
+                if batches is not None and shuffle:
+                    batches.shuffle(shuffle_rng)
+                train_loss, grad_norm = _train_epoch(stepper, epoch, whole, batches, n)
                 val_loss = validate.value(theta) if validate is not None else math.nan
-                history._record(epoch, train_loss, val_loss, opt.lr, norm_mean,
-                                time.perf_counter() - started, steps)
+                history._record(epoch, train_loss, val_loss, opt.lr, grad_norm,
+                                time.perf_counter() - started, stepper.steps)
                 watched = val_loss if validate is not None else train_loss
                 if bar is not None:
                     shown = {"loss": f"{train_loss:.4g}"}
@@ -467,8 +486,7 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
                 if schedule is not None and epoch + 1 < epochs:
                     opt.lr = schedule.advance(watched)
     except KeyboardInterrupt:
-        if updating:
-            np.copyto(theta, previous)
+        stepper.undo_partial_update()
         result.stop_reason = "interrupted"
     finally:
         if bar is not None:

@@ -319,6 +319,24 @@ def test_progress_is_silent_off_a_terminal(objective, capsys):
     assert captured.err == "" and captured.out == ""
 
 
+def test_progress_bar_on_a_terminal(objective, monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    fit(objective, _data(n=30), optimizer="sgd", lr=0.01, epochs=5, validation=0.2, progress=True)
+    shown = terminal.getvalue()
+    assert "5/5" in shown and "loss=" in shown and "val=" in shown
+    quiet = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    fit(objective, _data(n=30), optimizer="sgd", lr=0.01, epochs=5, progress=False)
+    assert quiet.getvalue() == ""
+
+
 def test_history_plot_saves_png(objective, tmp_path):
     pytest.importorskip("matplotlib")
     result = fit(objective, _data(), optimizer="sgd", lr=0.05, epochs=20, validation=0.2, progress=False)
