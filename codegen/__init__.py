@@ -99,15 +99,19 @@ def _disk_cache():
     return KernelCache.default()
 
 
-def compile_objective(program, *, dtype=np.float64, threads=None, cache=True) -> Kernel:
-    """A :class:`Kernel` for an objective program whose outputs are (loss, *gradient)."""
+def compile_objective(program, *, dtype=np.float64, threads=None, cache=True, keys=None) -> Kernel:
+    """A :class:`Kernel` for an objective program whose outputs are (loss, *gradient).
+
+    ``keys``: optional objects (e.g. SymPy symbols) that data mappings may use instead of
+    the names in ``program.data``, one per data name, looked up first.
+    """
     functions = {"symdiff_grad": ("reduce", tuple(range(len(program.outputs)))),
                  "symdiff_value": ("reduce", (0,))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
     return Kernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
                   library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
                   compile_times=times, grad_name="symdiff_grad", value_name="symdiff_value",
-                  n_out=len(program.outputs))
+                  n_out=len(program.outputs), keys=keys)
 
 
 def compile_model(program, *, dtype=np.float64, threads=None, cache=True) -> ModelKernel:

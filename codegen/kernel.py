@@ -168,7 +168,7 @@ class _Runner:
     def run(self, theta, ptrs, n, threads):
         parts = 1 if threads <= 1 else max(1, min(threads, n // MIN_SAMPLES_PER_THREAD))
         out = np.empty((parts, self.n_out), dtype=np.float64)
-        t_addr, p_addr = theta.ctypes.data, ptrs.ctypes.data
+        t_addr, p_addr = _address(theta), _address(ptrs)
         if parts == 1:
             self.fn(t_addr, p_addr, 0, n, out.ctypes.data)
             return out[0]
@@ -183,6 +183,24 @@ class _Runner:
         return out.sum(axis=0)
 
 
+class _Scratch(threading.local):
+    """Per-thread argument and result buffers with their addresses looked up once.
+
+    (``ndarray.ctypes.data`` costs about a microsecond, as much as a small batch.)
+    """
+
+    def __init__(self, n_params, n_out):
+        self.theta = np.zeros(max(1, n_params))
+        self.theta_addr = self.theta.ctypes.data
+        self.out = np.zeros(n_out)
+        self.out_addr = self.out.ctypes.data
+        self.grad = self.out[1:]
+
+
+def _address(a) -> int:
+    return a.__array_interface__["data"][0]
+
+
 class Kernel:
     """Compiled mean loss and gradient of an objective over a batch.
 
@@ -192,7 +210,7 @@ class Kernel:
     """
 
     def __init__(self, *, params, data, dtype, threads, library, lanes, llvm_ir,
-                 optimized_ir, compile_times, grad_name, value_name, n_out):
+                 optimized_ir, compile_times, grad_name, value_name, n_out, keys=None):
         self.params = tuple(params)
         self.data = tuple(data)
         self.dtype = np.dtype(dtype)
@@ -205,6 +223,50 @@ class Kernel:
         self._grad = _Runner(library.addresses[grad_name], n_out, lanes)
         self._value = _Runner(library.addresses[value_name], 1, lanes)
         self._asm = None
+        self._scratch = _Scratch(len(self.params), n_out)
+        self._vscratch = _Scratch(len(self.params), 1)
+        self.keys = tuple(keys) if keys is not None else self.data
+        self._last = (None, None)  # (columns, pointer table) of the previous call
+
+    def _columns(self, data):
+        """Columns and n; the fast path for a dict keyed by our symbols or names."""
+        if type(data) is dict:
+            cols = []
+            for key, name in zip(self.keys, self.data):
+                c = data.get(key)
+                if c is None:
+                    c = data.get(name)
+                if not (type(c) is np.ndarray and c.dtype == self.dtype and c.ndim == 1
+                        and c.flags.c_contiguous):
+                    return check_columns(data, self.data, self.dtype)
+                cols.append(c)
+            if cols:
+                n = cols[0].shape[0]
+                if n and all(c.shape[0] == n for c in cols):
+                    return cols, n
+        return check_columns(data, self.data, self.dtype)
+
+    def _pointers(self, cols):
+        last_cols, last_ptrs = self._last
+        if last_cols is not None and len(last_cols) == len(cols) and \
+                all(a is b for a, b in zip(cols, last_cols)):
+            return last_ptrs
+        ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
+        # holding the arrays keeps their memory (and so these addresses) valid
+        self._last = (tuple(cols), (ptrs, _address(ptrs)))
+        return ptrs, _address(ptrs)
+
+    def _theta(self, theta, scratch):
+        if not (type(theta) is np.ndarray and theta.dtype == np.float64
+                and theta.shape == (len(self.params),)):
+            theta = check_theta(theta, self.params)
+        scratch.theta[:len(self.params)] = theta
+        return scratch.theta
+
+    def _check_result(self, value, cols, theta, what):
+        if not (value == value and abs(value) != float("inf")):
+            check_theta(theta, self.params)
+            _diagnose(cols, self.data, what)
 
     @property
     def asm(self) -> str:
@@ -214,26 +276,39 @@ class Kernel:
             self._asm = assembly(self.optimized_llvm_ir)
         return self._asm
 
-    def _prepare(self, theta, data):
-        theta = check_theta(theta, self.params)
-        cols, n = check_columns(data, self.data, self.dtype)
-        ptrs = np.array([c.ctypes.data for c in cols] or [0], dtype=np.uintp)
-        return theta, cols, ptrs, n
-
     def __call__(self, theta, data):
-        theta, cols, ptrs, n = self._prepare(theta, data)
-        sums = self._grad.run(theta, ptrs, n, self.threads)
-        loss = float(sums[0]) / n
-        grad = sums[1:] / n
-        if not (np.isfinite(loss) and np.isfinite(grad).all()):
-            _diagnose(cols, self.data, "loss or gradient")
+        """Mean loss and mean gradient over the batch ``data`` at parameters ``theta``.
+
+        A non-finite loss is diagnosed: NaN or infinity in theta or in a data column raises
+        :class:`~symdiff.errors.DataError` naming it; otherwise (the formula itself overflowed
+        at these parameters) the non-finite values are returned for the caller to handle.
+        """
+        cols, n = self._columns(data)
+        ptrs, ptrs_addr = self._pointers(cols)
+        sc = self._scratch
+        t = self._theta(theta, sc)
+        if self.threads > 1 and n >= 2 * MIN_SAMPLES_PER_THREAD:
+            sums = self._grad.run(t, ptrs, n, self.threads)
+            loss, grad = sums.item(0) / n, sums[1:] / n
+        else:
+            self._grad.fn(sc.theta_addr, ptrs_addr, 0, n, sc.out_addr)
+            loss, grad = sc.out.item(0) / n, sc.grad / n
+        if not (loss == loss and abs(loss) != float("inf")):
+            check_theta(theta, self.params)
+            _diagnose(cols, self.data, "loss")
         return loss, grad
 
     def value(self, theta, data) -> float:
-        theta, cols, ptrs, n = self._prepare(theta, data)
-        loss = float(self._value.run(theta, ptrs, n, self.threads)[0]) / n
-        if not np.isfinite(loss):
-            _diagnose(cols, self.data, "loss")
+        cols, n = self._columns(data)
+        ptrs, ptrs_addr = self._pointers(cols)
+        sc = self._vscratch
+        t = self._theta(theta, sc)
+        if self.threads > 1 and n >= 2 * MIN_SAMPLES_PER_THREAD:
+            loss = self._value.run(t, ptrs, n, self.threads).item(0) / n
+        else:
+            self._value.fn(sc.theta_addr, ptrs_addr, 0, n, sc.out_addr)
+            loss = sc.out.item(0) / n
+        self._check_result(loss, cols, theta, "loss")
         return loss
 
     def bind(self, data) -> "BoundKernel":
@@ -247,39 +322,50 @@ class Kernel:
 
 
 class BoundKernel:
-    """A kernel with its data checked and pinned: ``bound(theta) -> (loss, grad)``."""
+    """A kernel with its data checked and pinned: ``bound(theta) -> (loss, grad)``.
+
+    Calls check only theta; safe to call from several threads at once.
+    """
 
     def __init__(self, kernel: Kernel, cols, n):
         self.kernel = kernel
         self.n = n
         self._cols = cols  # keep the arrays alive: the pointer table refers to them
-        self._ptrs = np.array([c.ctypes.data for c in cols] or [0], dtype=np.uintp)
-        self._names = kernel.params
+        self._ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
+        self._ptrs_addr = _address(self._ptrs)
         self._fn = kernel._grad.fn
-        self._single = n < MIN_SAMPLES_PER_THREAD * 2 or kernel.threads == 1
-        self._out = np.empty(kernel._grad.n_out, dtype=np.float64)
+        self._parallel = kernel.threads > 1 and n >= 2 * MIN_SAMPLES_PER_THREAD
+        self._scratch = _Scratch(len(kernel.params), kernel._grad.n_out)
+        self._vscratch = _Scratch(len(kernel.params), 1)
         self._inv_n = 1.0 / n
 
     def __call__(self, theta):
-        if not (type(theta) is np.ndarray and theta.dtype == np.float64
-                and theta.shape == (len(self._names),) and theta.flags.c_contiguous):
-            theta = check_theta(theta, self._names)
-        if self._single:
-            out = self._out
-            self._fn(theta.ctypes.data, self._ptrs.ctypes.data, 0, self.n, out.ctypes.data)
+        k = self.kernel
+        if self._parallel:
+            t = k._theta(theta, self._scratch)
+            sums = k._grad.run(t, self._ptrs, self.n, k.threads)
+            loss, grad = float(sums[0]) * self._inv_n, sums[1:] * self._inv_n
         else:
-            out = self.kernel._grad.run(theta, self._ptrs, self.n, self.kernel.threads)
-        grad = out[1:] * self._inv_n
-        loss = float(out[0]) * self._inv_n
+            sc = self._scratch
+            k._theta(theta, sc)
+            self._fn(sc.theta_addr, self._ptrs_addr, 0, self.n, sc.out_addr)
+            loss, grad = sc.out.item(0) * self._inv_n, sc.grad * self._inv_n
         if not (loss == loss and abs(loss) != float("inf")):
-            if not np.isfinite(theta).all():
-                check_theta(theta, self._names)
-            _diagnose(self._cols, self.kernel.data, "loss")
+            check_theta(theta, k.params)
+            _diagnose(self._cols, k.data, "loss")
         return loss, grad
 
     def value(self, theta) -> float:
-        theta = check_theta(theta, self._names)
-        return float(self.kernel._value.run(theta, self._ptrs, self.n, self.kernel.threads)[0]) / self.n
+        k = self.kernel
+        sc = self._vscratch
+        t = k._theta(theta, sc)
+        if self._parallel:
+            loss = float(k._value.run(t, self._ptrs, self.n, k.threads)[0]) * self._inv_n
+        else:
+            k._value.fn(sc.theta_addr, self._ptrs_addr, 0, self.n, sc.out_addr)
+            loss = float(sc.out[0]) * self._inv_n
+        k._check_result(loss, self._cols, theta, "loss")
+        return loss
 
 
 class ModelKernel:

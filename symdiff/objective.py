@@ -207,7 +207,8 @@ class Objective:
         k = self._kernels.get(key)
         if k is None:
             program = self.program()
-            k = codegen.compile_objective(program, dtype=dtype, threads=threads, cache=cache)
+            k = codegen.compile_objective(program, dtype=dtype, threads=threads, cache=cache,
+                                          keys=self.data)
             k.compile_times = {**self._derive().times, **k.compile_times}
             self._kernels[key] = k
         return k
