@@ -11,10 +11,16 @@ from .functions import sigmoid, softplus
 from .ir import Instr, Program
 from .evaluate import evaluate
 from .objective import Model, Objective, grad, vector
-from . import losses
+from . import losses, optim, schedules
+from .nets import mlp
+from .parse import parse_formula, parse_model
+from .regularization import l1, l2, regularized
+from .training import FitResult, History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "Program", "Instr",
-           "evaluate", "losses", "SymdiffError", "FormulaError", "UnsupportedError",
-           "DataError", "DataTypeError", "DivergenceError", "__version__"]
+__all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp", "Program",
+           "Instr", "evaluate", "losses", "optim", "schedules", "fit", "FitResult", "History",
+           "l1", "l2", "regularized", "parse_formula", "parse_model",
+           "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",
+           "DivergenceError", "__version__"]
