@@ -430,9 +430,9 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     columns = _data_columns(objective, data)
     if validation is None:
         val_columns = None
-    elif isinstance(validation, float) and not isinstance(validation, bool):
+    elif isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
         if not 0 < validation < 1:
-            raise ValueError(f"validation as a fraction must be in (0, 1), got {validation}")
+            raise ValueError(f"validation must be a data set or a fraction in (0, 1), got {validation!r}")
         columns, val_columns = _split_validation(columns, validation, split_rng)
     else:
         val_columns = _data_columns(objective, validation, "validation data")

@@ -151,6 +151,19 @@ def test_bad_data_and_arguments_name_the_problem(objective):
         fit(objective, data, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="unknown optimizer"):
         fit(objective, data, optimizer="lbfgs", progress=False)
+    with pytest.raises(ValueError, match="fraction in"):
+        fit(objective, data, validation=1, progress=False)
+
+
+def test_init_array_is_not_modified_and_dataframes_work(objective):
+    data = _data(n=40)
+    init = np.array([0.5, 0.5, 0.5])
+    result = fit(objective, data, optimizer="sgd", lr=0.05, epochs=5, init=init, progress=False)
+    np.testing.assert_array_equal(init, [0.5, 0.5, 0.5])
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"y": data["y"], "x1": data["x1"], "x0": data["x0"], "extra": 1.0})
+    from_frame = fit(objective, frame, optimizer="sgd", lr=0.05, epochs=5, init=init, progress=False)
+    np.testing.assert_array_equal(from_frame.params, result.params)
 
 
 def test_init_mapping_sets_named_params(objective):
