@@ -102,15 +102,25 @@ def grad(expr, wrt) -> list:
 
 
 def _tidy(e):
-    """A shorter equal form of ``e`` when one is cheap to find."""
-    if sp.count_ops(e) <= SIMPLIFY_MAX_OPS and not e.has(sp.Piecewise):
+    """A shorter equal form of ``e`` when one is cheap to find (fewest operations wins).
+
+    ``factor_terms`` is cheap and undoes SymPy's automatic distribution of numeric
+    factors (``2*(b + w*x - y)`` instead of ``2*b + 2*w*x - 2*y``); ``simplify`` is
+    tried only on small expressions, where it is fast.
+    """
+    best, best_ops = e, sp.count_ops(e)
+    candidates = [lambda: sp.factor_terms(e)]
+    if best_ops <= SIMPLIFY_MAX_OPS and not e.has(sp.Piecewise):
+        candidates.append(lambda: sp.factor_terms(sp.simplify(e)))
+    for make in candidates:
         try:
-            s = sp.simplify(e)
-            if sp.count_ops(s) <= sp.count_ops(e):
-                return s
-        except Exception:  # simplify is best effort; the unsimplified form is exact
-            pass
-    return e
+            c = make()
+        except Exception:  # tidying is best effort; the untidied form is exact
+            continue
+        ops = sp.count_ops(c)
+        if ops < best_ops:
+            best, best_ops = c, ops
+    return best
 
 
 class Objective:
