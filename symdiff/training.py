@@ -9,6 +9,7 @@ allocated once and bound to the kernel once, so no step copies the data set and
 no step re-validates data.
 """
 
+import array
 import math
 import sys
 import time
@@ -35,7 +36,8 @@ class History:
     ``lr``: learning rate used in the epoch. ``grad_norm``: mean Euclidean norm of the
     gradients of the epoch's steps, before clipping. ``time``: wall seconds since the
     fit started, at the end of the epoch. ``steps``: optimizer steps taken so far.
-    ``step_loss``: the loss of every step (batch), for plots against steps.
+    ``step_loss``: the loss of every step (batch), for plots against steps; an
+    ``array.array("d")``, 8 bytes a step, so long mini-batch fits stay small.
     """
 
     epoch: list = field(default_factory=list)
@@ -45,7 +47,7 @@ class History:
     grad_norm: list = field(default_factory=list)
     time: list = field(default_factory=list)
     steps: list = field(default_factory=list)
-    step_loss: list = field(default_factory=list)
+    step_loss: array.array = field(default_factory=lambda: array.array("d"))
 
     _PER_EPOCH = ("epoch", "train_loss", "val_loss", "lr", "grad_norm", "time", "steps")
 
