@@ -39,6 +39,10 @@ F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
 
 
+def _varies(arg, varying) -> bool:
+    return isinstance(arg, str) and arg in varying
+
+
 def _alloca(b, ty, name):
     """An alloca typed as an opaque ``ptr`` (llvmlite would print a typed pointer)."""
     slot = b.alloca(ty, name=name)
@@ -248,6 +252,29 @@ class _FunctionEmitter:
         outs = list(P.outputs)
         reduce = self.mode == "reduce"
         varying_out = [k for k, o in enumerate(outs) if isinstance(o, str) and o in self.varying]
+        # sum(v + c) = sum(v) + n*c: accumulate only the per-sample part of an output and add
+        # the sample-invariant part (e.g. a regularization term) once, at the end
+        constant_part = {}
+        if reduce:
+            defs = {ins.target: ins for ins in P.body}
+            for k in varying_out:
+                name, extra = outs[k], []
+                while True:
+                    ins = defs.get(name)
+                    if ins is None or ins.op not in ("add", "sub"):
+                        break
+                    left, right = ins.args
+                    if not _varies(right, self.varying):
+                        extra.append((right, 1.0 if ins.op == "add" else -1.0))
+                        name = left
+                    elif ins.op == "add" and not _varies(left, self.varying):
+                        extra.append((left, 1.0))
+                        name = right
+                    else:
+                        break
+                if extra:
+                    outs[k] = name
+                    constant_part[k] = extra
 
         # buffers and accumulators live in allocas; SROA turns them into registers
         bufs = [_alloca(b, self.VT, f"tailbuf{j}") for j in range(len(P.data))]
@@ -369,6 +396,10 @@ class _FunctionEmitter:
                 if k in dacc:
                     vec = b.load(dacc[k], typ=self.DVT)
                     total = self.horizontal_sum(b, vec)
+                    for term, sign in constant_part.get(k, ()):
+                        v = self.operand(b, env, term, vector=False)
+                        v = b.fpext(v, F64) if self.single else v
+                        total = b.fadd(total, b.fmul(ir.Constant(F64, sign), b.fmul(v, n)))
                 elif isinstance(o, str):
                     v = env[o]
                     total = b.fmul(b.fpext(v, F64) if self.single else v, n)

@@ -215,3 +215,20 @@ def test_llvm_ir_is_exposed():
     k = sd.Objective((w * x) ** 2, [w], [x]).compile()
     assert "define void @" in k.llvm_ir and "fmul" in k.llvm_ir
     assert set(k.compile_times) >= {"differentiate", "lower_to_llvm"}
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_sample_invariant_terms_are_added_once(dtype, rtol):
+    """A penalty on the parameters is summed as n*penalty outside the loop; same result."""
+    w = sd.vector("w", 3)
+    loss = (w[0] * x + w[1] * z + w[2] - 1) ** 2 + sd.l2(w, 0.1) - sd.l1(w[:2], 0.05) + 0.5
+    obj = sd.Objective(loss, w, [x, z])
+    rng = np.random.default_rng(11)
+    cols = {x: rng.normal(size=1001), z: rng.normal(size=1001)}
+    if dtype == np.float32:
+        cols = {k: c.astype(np.float32).astype(np.float64) for k, c in cols.items()}
+    theta = rng.normal(size=3)
+    want = _reference(loss, list(w), [x, z], theta, cols)
+    got = obj.compile(dtype=dtype)(theta, cols)
+    assert got[0] == pytest.approx(want[0], rel=rtol)
+    np.testing.assert_allclose(got[1], want[1], rtol=rtol, atol=rtol)
