@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_request:  # --help, --version
         return exit_request.code if isinstance(exit_request.code, int) else 0
     except DivergenceError as error:
-        _report(f"{error} (try a smaller --lr)")
+        _report(str(error))
         return RUNTIME_ERROR
     except (CommandError, SymdiffError, ValueError, TypeError, OSError) as error:
         _report(str(error))
@@ -429,6 +429,8 @@ def run_fit(args) -> int:
     else:
         parameter_names = [name for name in names if name not in columns_in_file]
     input_names = [name for name in names if name not in parameter_names]
+    if response.name in input_names:
+        raise CommandError(f"the response {response.name!r} also appears on the right of '~'")
     if not parameter_names:
         raise CommandError("the formula has no parameters to fit (every symbol is a column of the data)")
     for name in args.init:
@@ -475,17 +477,29 @@ def run_fit(args) -> int:
         "final_loss": final_loss,
         score_name: score,
         "seconds": seconds,
+        "stopped": getattr(result, "stop_reason", "epochs"),
         "loss_history": _loss_history(result),
     }
     _print_report(report, score_name)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
+            json.dump(_finite_or_none(report), handle, indent=2)
         print(f"saved      {args.json}")
     if args.plot:
         _plot_fit(args.plot, report, columns, input_names, response.name, prediction, objective, theta, sd, formula, params, inputs)
         print(f"saved      {args.plot}")
     return 0
+
+
+def _finite_or_none(value):
+    """``value`` with NaN and infinities replaced by None, which JSON can represent."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 def _score(loss_name: str, prediction: np.ndarray, target: np.ndarray) -> tuple[str, float]:
@@ -530,8 +544,10 @@ def _print_report(report: dict, score_name: str) -> None:
         print(f"{label:10} {name:<{width}} = {value:.6g}")
     print(f"final loss {report['final_loss']:.6g}")
     score_label = "R^2" if score_name == "r2" else "accuracy"
-    print(f"{score_label:10} {report[score_name]:.4f}")
+    print(f"{score_label:10} {report[score_name]:.4g}")
     print(f"time       {report['seconds']:.2f} s")
+    if report["stopped"] == "interrupted":
+        print(f"stopped    interrupted (Ctrl-C) after {report['epochs']} epochs; these are the parameters so far")
 
 
 def _plot_fit(path, report, columns, input_names, response_name, prediction, objective, theta, sd, formula, params, inputs):

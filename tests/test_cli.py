@@ -212,6 +212,7 @@ def _bad(tmp_path):
         "no parameters": (["fit", "y ~ x", "--data", str(good)], "no parameters"),
         "logistic needs 0/1": (["fit", "y ~ a*x", "--data", str(good), "--loss", "logistic"], "0/1"),
         "missing --data": (["fit", "y ~ a*x"], "--data"),
+        "response on both sides": (["fit", "y ~ a*y + x", "--data", str(good)], "'y'"),
         "grad bad formula": (["grad", "x.real"], "attribute"),
         "grad bad format": (["grad", "x", "--format", "pdf"], "pdf"),
         "unknown command": (["frobnicate"], "frobnicate"),
@@ -222,7 +223,7 @@ BAD_CASES = [
     "missing response column", "missing input column", "non-numeric cell", "empty cell", "empty file", "header only", "short row",
     "no such file", "bad formula", "no tilde", "unknown loss", "unknown optimizer", "negative lr",
     "bad init", "init of non-parameter", "no parameters", "logistic needs 0/1", "missing --data",
-    "grad bad formula", "grad bad format", "unknown command",
+    "response on both sides", "grad bad formula", "grad bad format", "unknown command",
 ]
 
 
@@ -240,6 +241,17 @@ def test_bad_input_is_one_line_exit_two(capsys, tmp_path, case):
     assert lines[0].startswith("symdiff: error: ")
     assert mentioned in lines[0]
     assert "Traceback" not in err + out
+
+
+def test_diverging_fit_is_one_line_exit_one(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(0, 4, 50)
+    path = write_csv(tmp_path / "grow.csv", ["x", "y"], zip(xs, np.exp(1.3 * xs)))
+    status, _, err = run(capsys, "fit", "y ~ a*exp(b*x)", "--data", str(path), "--optimizer", "sgd",
+                         "--lr", "10", "--epochs", "500", "--quiet")
+    assert status == 1
+    assert len(err.strip().splitlines()) == 1 and err.startswith("symdiff: error: ") and "diverged" in err
+    assert "Traceback" not in err
 
 
 # --- cache -----------------------------------------------------------------
