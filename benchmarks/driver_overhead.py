@@ -106,7 +106,8 @@ def main(argv=None):
     print(f"W1: {workload.description}; medians of {repeats} repeats; "
           f"threads={args.threads or 'default'}, {os.cpu_count()} CPUs")
     header = (f"{'batch':>6} {'optimizer':>9} {'kernel steps/s':>15} {'fit steps/s':>12} "
-              f"{'fit/kernel':>10} {'overhead us':>12} {'gather us':>10} {'shuffle us':>11} {'update us':>10}")
+              f"{'fit/kernel':>10} {'overhead us':>12} {'gather us':>10} {'shuffle us':>11} "
+              f"{'update us':>10}")
     print(header)
     print("-" * len(header))
     for batch in (32, 1024):

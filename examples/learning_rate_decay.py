@@ -88,13 +88,17 @@ def main(argv=None):
     results, excess = {}, {}
     for label, schedule in SCHEDULES.items():
         excess[label] = gaps = []
-        record = lambda epoch, params, history: gaps.append(kernel.value(params, data) - best)
+
+        def record(epoch, params, history, gaps=gaps):
+            gaps.append(kernel.value(params, data) - best)
+
         result = sd.fit(objective, data, optimizer="sgd", lr=LR, epochs=EPOCHS, batch_size=BATCH,
                         schedule=schedule, init="zeros", callbacks=[record], progress=False)
         results[label] = result
         final = kernel.value(result.params, data)
         distance = np.linalg.norm(result.params - exact)
-        print(f"{label:<26}{final:>12.6f}{final - best:>13.2e}{distance:>17.2e}{result.history.lr[-1]:>10.2e}")
+        last_lr = result.history.lr[-1]
+        print(f"{label:<26}{final:>12.6f}{final - best:>13.2e}{distance:>17.2e}{last_lr:>10.2e}")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "learning_rate_decay.png")
     plot(results, excess, path)

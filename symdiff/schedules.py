@@ -167,11 +167,10 @@ class ReduceLROnPlateau(Schedule):
         return self.lr
 
     def _improves(self, metric):
+        relative = self.threshold_mode == "rel"
         if self.mode == "min":
-            bound = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
-            return metric < bound
-        bound = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
-        return metric > bound
+            return metric < (self.best * (1 - self.threshold) if relative else self.best - self.threshold)
+        return metric > (self.best * (1 + self.threshold) if relative else self.best + self.threshold)
 
     def advance(self, metric=None):
         if metric is None:
@@ -217,4 +216,5 @@ def as_schedule(schedule):
         return schedule
     if callable(schedule):
         return _FunctionSchedule(schedule)
-    raise TypeError(f"schedule must be a symdiff schedule or a function epoch -> lr, not {type(schedule).__name__}")
+    raise TypeError("schedule must be a symdiff schedule or a function epoch -> lr, "
+                    f"not {type(schedule).__name__}")

@@ -295,7 +295,8 @@ class _Batches:
 def _check_positive(name, value, kind=float):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or not value > 0:
+    allowed = (int, float) if kind is float else int
+    if isinstance(value, bool) or not isinstance(value, allowed) or not value > 0:
         noun = "a positive integer" if kind is int else "a positive number"
         raise ValueError(f"{name} must be {noun} or None, got {value!r}")
     return value

@@ -86,15 +86,17 @@ def test_minibatches_in_order_match_numpy_loop(objective):
     sizes = [25, 25, 25, 25, 3]
     for epoch in range(4):
         batch_losses = step_losses[5 * epoch:5 * epoch + 5]
-        expected = sum(l * s for l, s in zip(batch_losses, sizes)) / 103
+        expected = sum(loss * size for loss, size in zip(batch_losses, sizes)) / 103
         assert result.history.train_loss[epoch] == pytest.approx(expected, rel=1e-9)
     assert result.history.steps[-1] == 20
 
 
 def test_shuffle_is_seeded(objective):
     data = _data(n=200)
-    run = lambda seed, shuffle=True: fit(objective, data, optimizer="sgd", lr=0.01, epochs=3, batch_size=16,
-                                         seed=seed, shuffle=shuffle, progress=False).params
+    def run(seed, shuffle=True):
+        return fit(objective, data, optimizer="sgd", lr=0.01, epochs=3, batch_size=16, seed=seed,
+                   shuffle=shuffle, progress=False).params
+
     np.testing.assert_array_equal(run(1), run(1))
     assert not np.array_equal(run(1), run(2))
     assert not np.array_equal(run(1), run(1, shuffle=False))

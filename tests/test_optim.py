@@ -166,7 +166,8 @@ def test_adamw_default_weight_decay_is_applied():
 
 
 def test_torch_defaults():
-    assert (optim.SGD().lr, optim.Adagrad().lr, optim.RMSprop().lr, optim.Adam().lr) == (1e-3, 1e-2, 1e-2, 1e-3)
+    rates = (optim.SGD().lr, optim.Adagrad().lr, optim.RMSprop().lr, optim.Adam().lr)
+    assert rates == (1e-3, 1e-2, 1e-2, 1e-3)
     assert optim.Adagrad().eps == 1e-10 and optim.RMSprop().alpha == 0.99
     assert optim.Adam().betas == (0.9, 0.999) and optim.Adam().weight_decay == 0.0
     assert optim.AdamW().weight_decay == 1e-2
