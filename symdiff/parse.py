@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 import sympy as sp
@@ -271,7 +272,11 @@ def _parse(source: _Source, symbols: dict[str, sp.Basic]) -> sp.Expr:
     try:
         tree = ast.parse(source.parsed, mode="eval")
     except SyntaxError as error:
+        if source.parsed[-1] in "+-*/^(,":
+            raise source.error("formula ends with an operator", len(source.parsed) - 1) from None
         column = max((error.offset or 1) - 1, 0) if error.lineno in (None, 1) else len(source.parsed)
+        if _juxtaposed(source.parsed, column):
+            raise source.error("missing operator (write '*' to multiply)", column) from None
         raise source.error(f"syntax error ({error.msg})", column) from None
     except (ValueError, MemoryError, RecursionError) as error:
         raise source.error(
@@ -279,6 +284,16 @@ def _parse(source: _Source, symbols: dict[str, sp.Basic]) -> sp.Expr:
         ) from None
     _check_tree(tree.body, source)
     return _Builder(source, symbols).build(tree.body)
+
+
+def _juxtaposed(text: str, column: int) -> bool:
+    """Whether ``column`` starts an operand right after another (``2 x``, ``2x``, ``a (b)``)."""
+    before = text[:column].rstrip()
+    here = text[column:column + 1]
+    after_operand = bool(before) and (before[-1].isalnum() or before[-1] in "._)")
+    starts_operand = here.isalnum() or here in "_("
+    glued_number = bool(re.match(r"\d+(\.\d*)?[A-Za-z_]", text[column:]))
+    return (after_operand and starts_operand) or glued_number
 
 
 def _check_tree(root: ast.AST, source) -> None:

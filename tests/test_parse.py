@@ -212,3 +212,14 @@ def test_payload_is_never_executed(payload, tmp_path):
     # Control: the same text, run by Python itself, does create the file.
     subprocess.run([sys.executable, "-c", text], check=True, capture_output=True)
     assert path.exists()
+
+
+@pytest.mark.parametrize("text, column", [("2x + 1", 1), ("a b", 3), ("exp(x) y", 8)])
+def test_implicit_multiplication_is_named(text, column):
+    error = _rejected(text)
+    assert "missing operator" in str(error) and error.column == column
+
+
+def test_trailing_operator_is_named():
+    error = _rejected("a*x +")
+    assert "ends with an operator" in str(error) and error.column == 5
