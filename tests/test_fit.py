@@ -368,3 +368,27 @@ def test_history_plot_saves_png(objective, tmp_path):
 def test_every_named_optimizer_reduces_the_loss(objective, name):
     result = fit(objective, _data(), optimizer=name, lr=0.01, epochs=30, batch_size=32, progress=False)
     assert result.history.train_loss[-1] < 0.5 * result.history.train_loss[0]
+
+
+@pytest.mark.parametrize("name, settings", [("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.01)),
+                                            ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),
+                                            ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True))])
+def test_minibatch_fit_matches_a_torch_training_loop_when_installed(objective, name, settings):
+    torch = pytest.importorskip("torch")
+    data = _data(n=150)
+    features = torch.tensor(np.column_stack([data["x0"], data["x1"]]))
+    target = torch.tensor(data["y"])
+    weights = torch.tensor([0.2, -0.1], dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    # one parameter tensor per symbol keeps torch's per-element update identical to ours
+    opt = getattr(torch.optim, name)([weights, bias], **settings)
+    for _ in range(3):
+        for start in range(0, 150, 40):
+            opt.zero_grad()
+            residual = features[start:start + 40] @ weights + bias - target[start:start + 40]
+            (residual ** 2).mean().backward()
+            opt.step()
+    expected = np.concatenate([weights.detach().numpy(), [bias.item()]])
+    result = fit(objective, data, optimizer=getattr(optim, name)(**settings), epochs=3, batch_size=40,
+                 shuffle=False, init=[0.2, -0.1, 0.3], progress=False)
+    np.testing.assert_allclose(result.params, expected, rtol=1e-9, atol=1e-12)
