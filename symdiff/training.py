@@ -399,6 +399,8 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     ``batch_size=None`` uses the whole data set each step (batch gradient descent,
     one step per epoch); an int gives mini-batches, reshuffled every epoch when
     ``shuffle`` (reproducibly from ``seed``), the last one smaller if n is not a multiple.
+    Shuffled mini-batches are gathered from one row-major copy of the training data,
+    made at the start (so memory holds the data twice); nothing is copied per epoch.
     ``init``: None (small normal values, std 0.01, from ``seed``), "zeros", a 1-D
     array, or {symbol or name: value} (others keep the default).
     ``schedule``: a :mod:`symdiff.schedules` schedule or a function epoch -> lr,
