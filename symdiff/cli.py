@@ -20,13 +20,18 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
 from symdiff.errors import DivergenceError, SymdiffError
+from symdiff.losses import LOSSES
+from symdiff.objective import Model, Objective, grad
+from symdiff.optim import make_optimizer
 from symdiff.parse import names_in_order, parse_formula, parse_model
+from symdiff.training import fit
 
 __all__ = ["main", "build_parser", "read_columns"]
 
@@ -214,18 +219,11 @@ def _assignments(text: str) -> dict[str, float]:
     return values
 
 
-def _symdiff():
-    import symdiff
-
-    return symdiff
-
-
 # --- demo ------------------------------------------------------------------
 
 
 def run_demo(args) -> int:
     """The tutorial's linear regression, by plain gradient descent on the compiled kernel."""
-    sd = _symdiff()
     w, b, x, y = sp.symbols("w b x y", real=True)
     rng = np.random.default_rng(args.seed)
     xs = rng.standard_normal(100)
@@ -233,7 +231,7 @@ def run_demo(args) -> int:
 
     model = w * x + b
     loss = (model - y) ** 2
-    objective = sd.Objective(loss, params=[w, b], data=[x, y])
+    objective = Objective(loss, params=[w, b], data=[x, y])
     print("symdiff demo: linear regression by gradient descent, the tutorial's y = 3x + 2 + noise\n")
     print(f"data       100 samples: x ~ N(0, 1), y = 3x + 2 + N(0, 0.5^2)  (seed {args.seed})")
     print(f"model      y_hat = {sp.sstr(model)}")
@@ -285,12 +283,11 @@ def run_grad(args) -> int:
     wrt = [symbols.get(name, sp.Symbol(name, real=True)) for name in wrt_names]
     data = [symbols[name] for name in order if name in symbols and name not in wrt_names]
 
-    sd = _symdiff()
     if args.format in ("pretty", "text", "latex"):
-        gradient = sd.grad(expression, wrt)
+        gradient = grad(expression, wrt)
         print(_format_gradient(expression, wrt, gradient, args.format))
         return 0
-    objective = sd.Objective(expression, params=wrt, data=data)
+    objective = Objective(expression, params=wrt, data=data)
     if args.format == "program":
         print(objective.program())
         return 0
@@ -409,72 +406,88 @@ def _header(path: Path) -> list[str]:
     return []
 
 
+@dataclass
+class FitProblem:
+    """A model ``response ~ formula`` with its parameters, inputs and data columns, ready to fit."""
+
+    model: str
+    response: sp.Symbol
+    formula: sp.Expr
+    params: list
+    inputs: list
+    columns: dict
+
+    @classmethod
+    def from_args(cls, args) -> "FitProblem":
+        """Parse the model, split its symbols into parameters and data, read the data; or CommandError."""
+        response, formula = parse_model(args.model)
+        if not isinstance(response, sp.Symbol):
+            raise CommandError(f"the left side of '~' must be one column name, got {sp.sstr(response)!r}")
+        names = names_in_order(args.model.split("~", 1)[1])
+        if args.params:
+            unknown = [name for name in args.params if name not in names]
+            if unknown:
+                raise CommandError(f"parameter {unknown[0]!r} does not appear in the formula")
+            parameter_names = list(args.params)
+        else:
+            in_file = set(_header(args.data))
+            parameter_names = [name for name in names if name not in in_file]
+        input_names = [name for name in names if name not in parameter_names]
+        if response.name in input_names:
+            raise CommandError(f"the response {response.name!r} also appears on the right of '~'")
+        if not parameter_names:
+            raise CommandError("the formula has no parameters to fit (every symbol is a column of the data)")
+        for name in args.init:
+            if name not in parameter_names:
+                raise CommandError(f"--init gives {name!r}, which is not a parameter ({', '.join(parameter_names)})")
+        columns = read_columns(args.data, input_names + [response.name])
+        if args.loss == "logistic" and not np.all(np.isin(columns[response.name], (0.0, 1.0))):
+            raise CommandError(f"--loss logistic needs a 0/1 response; column {response.name!r} has other values")
+        symbol_of = {symbol.name: symbol for symbol in formula.free_symbols}
+        return cls(args.model, response, formula, [symbol_of[name] for name in parameter_names],
+                   [symbol_of[name] for name in input_names], columns)
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.columns[self.response.name]
+
+    @property
+    def data(self) -> dict:
+        """{symbol: column} for the inputs and the response."""
+        return {symbol: self.columns[symbol.name] for symbol in [*self.inputs, self.response]}
+
+    def predict(self, theta, inputs: dict) -> np.ndarray:
+        """The formula at ``theta`` for each row of ``inputs`` ({input symbol: column}), compiled."""
+        model = Model(self.formula, params=self.params, inputs=self.inputs)
+        return np.asarray(model.compile()(theta, inputs), dtype=np.float64)
+
+
 def run_fit(args) -> int:
     """Fit ``response ~ formula`` to a CSV file and print (and optionally save) the report."""
-    sd = _symdiff()
-    from symdiff.losses import LOSSES
-    from symdiff.optim import make_optimizer
-    from symdiff.training import fit
-
-    response, formula = parse_model(args.model)
-    if not isinstance(response, sp.Symbol):
-        raise CommandError(f"the left side of '~' must be one column name, got {sp.sstr(response)!r}")
-    names = names_in_order(args.model.split("~", 1)[1])
-    columns_in_file = set(_header(args.data))
-    if args.params:
-        unknown = [name for name in args.params if name not in names]
-        if unknown:
-            raise CommandError(f"parameter {unknown[0]!r} does not appear in the formula")
-        parameter_names = list(args.params)
-    else:
-        parameter_names = [name for name in names if name not in columns_in_file]
-    input_names = [name for name in names if name not in parameter_names]
-    if response.name in input_names:
-        raise CommandError(f"the response {response.name!r} also appears on the right of '~'")
-    if not parameter_names:
-        raise CommandError("the formula has no parameters to fit (every symbol is a column of the data)")
-    for name in args.init:
-        if name not in parameter_names:
-            raise CommandError(f"--init gives {name!r}, which is not a parameter ({', '.join(parameter_names)})")
-
-    columns = read_columns(args.data, input_names + [response.name])
-    symbol_of = {symbol.name: symbol for symbol in formula.free_symbols | {response}}
-    params = [symbol_of[name] for name in parameter_names]
-    inputs = [symbol_of[name] for name in input_names]
-    target = columns[response.name]
-    if args.loss == "logistic" and not np.all((target == 0) | (target == 1)):
-        raise CommandError(f"--loss logistic needs a 0/1 response; column {response.name!r} has other values")
-
-    loss = LOSSES[args.loss](formula, response)
-    objective = sd.Objective(loss, params=params, data=inputs + [response])
-    data = {symbol_of[name]: columns[name] for name in input_names + [response.name]}
-    init = np.array([args.init.get(name, 1.0) for name in parameter_names], dtype=np.float64)
-    optimizer = make_optimizer(args.optimizer, lr=args.lr)
-
+    problem = FitProblem.from_args(args)
+    objective = Objective(LOSSES[args.loss](problem.formula, problem.response),
+                          params=problem.params, data=[*problem.inputs, problem.response])
+    init = np.array([args.init.get(p.name, 1.0) for p in problem.params], dtype=np.float64)
     started = time.perf_counter()
-    result = fit(
-        objective, data, optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, init=init, progress=not args.quiet,
-    )
+    result = fit(objective, problem.data, optimizer=make_optimizer(args.optimizer, lr=args.lr),
+                 epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, init=init,
+                 progress=not args.quiet)
     seconds = time.perf_counter() - started
-    theta = np.asarray(result.params, dtype=np.float64)
 
-    kernel = objective.compile()
-    final_loss = float(kernel.value(theta, data))
-    prediction = np.asarray(sd.Model(formula, params=params, inputs=inputs).compile()(theta, data), dtype=np.float64)
-    score_name, score = _score(args.loss, prediction, target)
-    epochs_run = _epochs_run(result, args.epochs)
+    theta = np.asarray(result.params, dtype=np.float64)
+    prediction = problem.predict(theta, problem.data)
+    score_name, score = _score(args.loss, prediction, problem.target)
     report = {
         "model": args.model,
         "data": str(args.data),
-        "rows": int(target.size),
+        "rows": int(problem.target.size),
         "loss_function": args.loss,
         "optimizer": args.optimizer,
         "lr": args.lr,
         "batch_size": args.batch_size,
-        "epochs": epochs_run,
-        "params": {name: float(value) for name, value in zip(parameter_names, theta)},
-        "final_loss": final_loss,
+        "epochs": _epochs_run(result, args.epochs),
+        "params": {p.name: float(value) for p, value in zip(problem.params, theta)},
+        "final_loss": float(objective.compile().value(theta, problem.data)),
         score_name: score,
         "seconds": seconds,
         "stopped": getattr(result, "stop_reason", "epochs"),
@@ -486,7 +499,7 @@ def run_fit(args) -> int:
             json.dump(_finite_or_none(report), handle, indent=2)
         print(f"saved      {args.json}")
     if args.plot:
-        _plot_fit(args.plot, report, columns, input_names, response.name, prediction, objective, theta, sd, formula, params, inputs)
+        _plot_fit(args.plot, problem, theta, prediction, report)
         print(f"saved      {args.plot}")
     return 0
 
@@ -520,16 +533,8 @@ def _epochs_run(result, requested: int) -> int:
 
 def _loss_history(result) -> list[float]:
     history = getattr(result, "history", None)
-    if history is None:
-        return []
-    for attribute in ("train_loss", "loss"):
-        values = getattr(history, attribute, None)
-        if values is not None:
-            return [float(v) for v in values]
-    try:
-        return [float(record["train_loss"]) for record in history]
-    except (TypeError, KeyError, IndexError):
-        return []
+    values = getattr(history, "train_loss", None) if history is not None else None
+    return [float(v) for v in values] if values is not None else []
 
 
 def _print_report(report: dict, score_name: str) -> None:
@@ -550,28 +555,35 @@ def _print_report(report: dict, score_name: str) -> None:
         print(f"stopped    interrupted (Ctrl-C) after {report['epochs']} epochs; these are the parameters so far")
 
 
-def _plot_fit(path, report, columns, input_names, response_name, prediction, objective, theta, sd, formula, params, inputs):
-    import matplotlib
+def _plot_fit(path, problem: FitProblem, theta, prediction, report) -> None:
+    """Data and fitted curve (or fitted against observed, for several inputs) beside the loss history.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a Figure of its own with the Agg canvas: no display needed, pyplot untouched.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise CommandError("--plot needs matplotlib: pip install 'symdiff-llvm[plot]'") from None
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    target = columns[response_name]
-    if len(input_names) == 1:
-        xs = columns[input_names[0]]
+    figure = Figure(figsize=(10, 4))
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    target, name = problem.target, problem.response.name
+    if len(problem.inputs) == 1:
+        (symbol,) = problem.inputs
+        xs = problem.columns[symbol.name]
         grid = np.linspace(xs.min(), xs.max(), 400)
-        curve = sd.Model(formula, params=params, inputs=inputs).compile()(theta, {inputs[0]: grid})
         left.scatter(xs, target, s=10, alpha=0.6, label="data")
-        left.plot(grid, curve, color="C1", linewidth=2, label="fit")
-        left.set_xlabel(input_names[0])
-        left.set_ylabel(response_name)
+        left.plot(grid, problem.predict(theta, {symbol: grid}), color="C1", linewidth=2, label="fit")
+        left.set_xlabel(symbol.name)
+        left.set_ylabel(name)
         left.legend()
     else:
         left.scatter(target, prediction, s=10, alpha=0.6)
         low, high = float(min(target.min(), prediction.min())), float(max(target.max(), prediction.max()))
         left.plot([low, high], [low, high], color="C1")
-        left.set_xlabel(f"observed {response_name}")
+        left.set_xlabel(f"observed {name}")
         left.set_ylabel("fitted")
     left.set_title(report["model"])
     history = report["loss_history"]
@@ -584,7 +596,6 @@ def _plot_fit(path, report, columns, input_names, response_name, prediction, obj
     right.set_title("training loss")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 # --- cache -----------------------------------------------------------------
