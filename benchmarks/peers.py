@@ -20,14 +20,13 @@ to read the workload's data once.
 
 from __future__ import annotations
 
-import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import sympy as sp
-
 from workloads import Workload, unpack_mlp
 
 
@@ -246,7 +245,8 @@ def prepare_symengine(w: Workload) -> Contender:
     note = "llvm backend, cse"
     try:
         f = se.Lambdify(args, exprs, backend="llvm", cse=True)
-    except Exception as exc:  # wheel built without LLVM
+    except Exception as exc:  # noqa: BLE001 - wheel built without LLVM: any error
+
         f = se.Lambdify(args, exprs, cse=True)
         note = f"default backend (llvm unavailable: {type(exc).__name__}), cse"
     P, n = len(w.params), w.n
@@ -271,182 +271,10 @@ def prepare_symengine(w: Workload) -> Contender:
 
 # --------------------------------------------------------------------------- Numba
 
-def _numba_kernels():
-    """Compile-on-first-use fused loops; one ``*_block`` per model, shared by both drivers."""
-    numba = _require("numba")
-    from numba import njit, prange
-
-    jit = njit(fastmath=True, nogil=True)
-
-    @jit
-    def affine(theta, X, lo, hi):
-        """``z[i] = theta[:d]·x_i + theta[d]`` over a cache-sized block, SIMD over i."""
-        d = X.shape[0]
-        z = np.empty(hi - lo, dtype=X.dtype)
-        z[:] = theta[d]
-        for j in range(d):
-            xj = X[j, lo:hi]
-            wj = theta[j]
-            for i in range(hi - lo):
-                z[i] += wj * xj[i]
-        return z
-
-    @jit
-    def add_weighted_columns(dz, X, lo, hi, g):
-        """``g[j] += sum_i dz[i] * X[j, lo + i]``; ``g[d] += sum_i dz[i]``."""
-        d = X.shape[0]
-        for j in range(d):
-            xj = X[j, lo:hi]
-            s = dz[0] - dz[0]
-            for i in range(hi - lo):
-                s += dz[i] * xj[i]
-            g[j] += s
-        s = dz[0] - dz[0]
-        for i in range(hi - lo):
-            s += dz[i]
-        g[d] += s
-
-    @jit
-    def linear_block(theta, X, y, lo, hi, acc):
-        r = affine(theta, X, lo, hi)
-        yb = y[lo:hi]
-        loss = r[0] - r[0]
-        for i in range(hi - lo):
-            r[i] -= yb[i]
-            loss += r[i] * r[i]
-            r[i] += r[i]
-        acc[0] += loss
-        add_weighted_columns(r, X, lo, hi, acc[1:])
-
-    @jit
-    def logistic_block(theta, X, y, lo, hi, acc):
-        z = affine(theta, X, lo, hi)
-        yb = y[lo:hi]
-        one = z[0] - z[0] + 1
-        loss = z[0] - z[0]
-        for i in range(hi - lo):
-            zi = z[i]
-            e = math.exp(-abs(zi))
-            loss += max(zi, zi - zi) + math.log1p(e) - yb[i] * zi
-            s = one / (one + e)
-            z[i] = (s if zi >= 0 else e * s) - yb[i]
-        acc[0] += loss
-        add_weighted_columns(z, X, lo, hi, acc[1:])
-
-    @jit
-    def curve_block(theta, X, y, lo, hi, acc):
-        a, b, c, d, e = theta[0], theta[1], theta[2], theta[3], theta[4]
-        for i in range(lo, hi):
-            x = X[0, i]
-            E = math.exp(-b * x)
-            phase = d * x + e
-            S = math.sin(phase)
-            C = math.cos(phase)
-            r = a * E + c * S - y[i]
-            acc[0] += r * r
-            r2 = r + r
-            acc[1] += r2 * E
-            acc[2] -= r2 * a * x * E
-            acc[3] += r2 * S
-            acc[4] += r2 * c * x * C
-            acc[5] += r2 * c * C
-
-    @jit
-    def mlp_block(theta, X, y, lo, hi, acc):
-        n_in, n1, n2 = X.shape[0], 16, 16
-        o_b1 = n1 * n_in
-        o_W2 = o_b1 + n1
-        o_b2 = o_W2 + n2 * n1
-        o_w3 = o_b2 + n2
-        o_b3 = o_w3 + n2
-        h1 = np.empty(n1, dtype=theta.dtype)
-        h2 = np.empty(n2, dtype=theta.dtype)
-        d1 = np.empty(n1, dtype=theta.dtype)
-        one = theta[0] - theta[0] + 1
-        g = acc[1:]
-        for i in range(lo, hi):
-            for j in range(n1):
-                s = theta[o_b1 + j]
-                for k in range(n_in):
-                    s += theta[j * n_in + k] * X[k, i]
-                h1[j] = math.tanh(s)
-            out = theta[o_b3]
-            for k in range(n2):
-                s = theta[o_b2 + k]
-                for j in range(n1):
-                    s += theta[o_W2 + k * n1 + j] * h1[j]
-                h2[k] = math.tanh(s)
-                out += theta[o_w3 + k] * h2[k]
-            r = out - y[i]
-            acc[0] += r * r
-            dout = r + r
-            g[o_b3] += dout
-            for j in range(n1):
-                d1[j] = 0
-            for k in range(n2):
-                g[o_w3 + k] += dout * h2[k]
-                da2 = dout * theta[o_w3 + k] * (one - h2[k] * h2[k])
-                g[o_b2 + k] += da2
-                for j in range(n1):
-                    g[o_W2 + k * n1 + j] += da2 * h1[j]
-                    d1[j] += da2 * theta[o_W2 + k * n1 + j]
-            for j in range(n1):
-                da1 = d1[j] * (one - h1[j] * h1[j])
-                g[o_b1 + j] += da1
-                for k in range(n_in):
-                    g[j * n_in + k] += da1 * X[k, i]
-
-    blocks = {"linear": linear_block, "logistic": logistic_block,
-              "curve": curve_block, "mlp": mlp_block}
-    drivers = {}
-    for kind, block in blocks.items():
-        drivers[kind] = (_serial_driver(jit, block), _parallel_driver(numba, prange, block))
-    return drivers
-
-
-BLOCK = 4096  # samples summed in the data dtype before adding to the float64 total
-
-
-def _serial_driver(jit, block):
-    @jit
-    def numba_serial(theta, data):
-        X, y = data
-        n = y.shape[0]
-        total = np.zeros(theta.shape[0] + 1)
-        acc = np.empty(theta.shape[0] + 1, dtype=y.dtype)
-        for lo in range(0, n, BLOCK):
-            acc[:] = 0
-            block(theta, X, y, lo, min(lo + BLOCK, n), acc)
-            total += acc
-        return total[0] / n, total[1:] / n
-    return numba_serial
-
-
-def _parallel_driver(numba, prange, block):
-    @numba.njit(fastmath=True, parallel=True)
-    def numba_parallel(theta, data):
-        X, y = data
-        n = y.shape[0]
-        nblocks = (n + BLOCK - 1) // BLOCK
-        width = theta.shape[0] + 1
-        parts = np.zeros((nblocks, width + 8), dtype=y.dtype)  # padded: no false sharing
-        for c in prange(nblocks):
-            block(theta, X, y, c * BLOCK, min((c + 1) * BLOCK, n), parts[c, :width])
-        total = np.zeros(width)
-        for c in range(nblocks):
-            total += parts[c, :width]
-        return total[0] / n, total[1:] / n
-    return numba_parallel
-
-
-_NUMBA_DRIVERS = None
-
-
-def _numba_driver(kind: str, parallel: bool):
-    global _NUMBA_DRIVERS
-    if _NUMBA_DRIVERS is None:
-        _NUMBA_DRIVERS = _numba_kernels()
-    return _NUMBA_DRIVERS[kind][1 if parallel else 0]
+def _numba_loops():
+    _require("numba")
+    import numba_loops
+    return numba_loops
 
 
 def _soa(w: Workload):
@@ -456,49 +284,21 @@ def _soa(w: Workload):
 
 def prepare_numba_serial(w: Workload) -> Contender:
     """The fused loop on one thread; the jitted function is the peer itself (no wrapper)."""
-    return Contender(_numba_driver(w.kind, parallel=False), _soa(w), note="1 thread")
+    return Contender(_numba_loops().driver(w.kind, parallel=False), _soa(w), note="1 thread")
 
 
 def prepare_numba_parallel(w: Workload) -> Contender:
     """The same loop split into blocks over ``prange``, one partial sum per block."""
     import numba
-    return Contender(_numba_driver(w.kind, parallel=True), _soa(w),
+    return Contender(_numba_loops().driver(w.kind, parallel=True), _soa(w),
                      note=f"{numba.get_num_threads()} threads")
 
 
 # --------------------------------------------------------------------------- bandwidth floor
 
-def _stream_kernel():
-    numba = _require("numba")
-    from numba import prange
-
-    @numba.njit(fastmath=True)
-    def row_sum(x):
-        s = x[0] - x[0]
-        for i in range(x.shape[0]):
-            s += x[i]
-        return s
-
-    @numba.njit(fastmath=True, parallel=True)
-    def stream_sum(X):
-        d, n = X.shape
-        nblocks = (n + BLOCK - 1) // BLOCK
-        parts = np.zeros(nblocks)
-        for c in prange(nblocks):
-            s = 0.0
-            for j in range(d):
-                s += row_sum(X[j, c * BLOCK:min((c + 1) * BLOCK, n)])
-            parts[c] = s
-        return parts.sum()
-    return stream_sum
-
-
-_STREAM = None
-
-
 def floor_numba(theta, data):
     """Read every data value once, all cores (parallel Numba sum)."""
-    return float(_STREAM(data)), None
+    return float(_numba_loops().stream_sum(data)), None
 
 
 def floor_numpy(theta, data):
@@ -507,9 +307,7 @@ def floor_numpy(theta, data):
 
 
 def prepare_floor_numba(w: Workload) -> Contender:
-    global _STREAM
-    if _STREAM is None:
-        _STREAM = _stream_kernel()
+    _numba_loops()
     return Contender(floor_numba, np.ascontiguousarray(np.vstack(w.columns)),
                      note=f"{w.nbytes / 1e6:.0f} MB", checked=False)
 

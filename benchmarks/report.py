@@ -33,7 +33,7 @@ class LoadMonitor:
     def _busy():
         try:
             fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[:8])
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
             return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError):
             return float("nan")
@@ -52,9 +52,12 @@ class LoadMonitor:
 def machine() -> str:
     model = platform.processor() or "?"
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5,
+                             check=False).stdout
         info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
         model = info.get("Model name", model).strip()
+        if "CPU family" in info:
+            model += f" (family {info['CPU family'].strip()}, model {info.get('Model', '?').strip()})"
         flags = info.get("Flags", "")
         simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
         model += f", {simd}"
@@ -66,11 +69,11 @@ def machine() -> str:
     for name in VERSIONED:
         try:
             versions.append(f"{name} {importlib.import_module(name).__version__}")
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken install must not end the report
             versions.append(f"{name} n/a")
     try:
         commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=5).stdout.strip()
+                                capture_output=True, text=True, timeout=5, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = "?"
     return (f"- CPU: {model}; {os.cpu_count()} logical cores; "
@@ -80,9 +83,13 @@ def machine() -> str:
             f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
 
 
+def _finite(x) -> bool:
+    return x is not None and bool(np.isfinite(x))
+
+
 def _row(rows, label):
     for r in rows:
-        if r.label == label and r.times:
+        if r._finite(label) and r.times:
             return r
     return None
 
@@ -170,17 +177,18 @@ def summary(results) -> str:
              "|---|---|---|---|"]
     for n in ("W1", "W2", "W3", "W4"):
         a, b = _median(by.get(n, []), "symdiff"), _median(by.get(n + "-f32", []), "symdiff")
-        if a == a or b == b:
+        if _finite(a) or _finite(b):
             lines.append(f"| {n} | {_fmt(a * 1e3)} | {_fmt(b * 1e3)} | {_fmt(a / b)} |")
     out.append("### float32 vs float64 (symdiff, all threads)\n\n" + "\n".join(lines))
-    lines = ["| workload | symdiff 1 thread ms | symdiff all threads ms | 1 ÷ all (target ≥ 1.7 on W3, W4) "
-             "| numba serial ÷ parallel |", "|---|---|---|---|---|"]
+    lines = [("| workload | symdiff 1 thread ms | symdiff all threads ms "
+              "| 1 ÷ all (target ≥ 1.7 on W3, W4) | numba serial ÷ parallel |"),
+             "|---|---|---|---|---|"]
     for w, rows in results:
         if w.name == "W5":
             continue
         one, all_ = _median(rows, "symdiff 1 thread"), _median(rows, "symdiff")
         ns, np_ = _median(rows, "numba"), _median(rows, "numba parallel")
-        if one == one or ns == ns:
+        if _finite(one) or _finite(ns):
             lines.append(f"| {w.name} | {_fmt(one * 1e3)} | {_fmt(all_ * 1e3)} | {_fmt(one / all_)} "
                          f"| {_fmt(ns / np_)} |")
     out.append(f"### Threads ({os.cpu_count()} cores)\n\n" + "\n".join(lines))
@@ -196,6 +204,9 @@ def targets(results) -> str:
     by = {w.name: rows for w, rows in results}
     lines = ["| target | measured | verdict |", "|---|---|---|"]
 
+    def r2(x):
+        return f"{x:.2f}" if _finite(x) else "–"
+
     def add(text, value, ok):
         lines.append(f"| {text} | {value} | {_verdict(ok if value != '–' else None)} |")
 
@@ -204,7 +215,7 @@ def targets(results) -> str:
         floor = _best_of(rows, FLOOR_ROWS)
         s = _median(rows, "symdiff")
         ratio = s / floor.median if floor else float("nan")
-        add(f"{n}: symdiff ≤ 1.5 × bandwidth floor", _fmt(ratio) + " ×" if ratio == ratio else "–",
+        add(f"{n}: symdiff ≤ 1.5 × bandwidth floor", r2(ratio) + " ×" if _finite(ratio) else "–",
             ratio <= 1.5)
     for n, need in (("W3", 5.0), ("W4", 2.0)):
         rows = by.get(n, [])
@@ -213,31 +224,31 @@ def targets(results) -> str:
         s = _median(rows, "symdiff")
         ratio = best.median / s if best else float("nan")
         add(f"{n}: symdiff ≥ {need:g}× faster than the best peer",
-            f"{_fmt(ratio)}× (best peer: {best.label})" if ratio == ratio else "–", ratio >= need)
+            f"{r2(ratio)}× (best peer: {best.label})" if _finite(ratio) else "–", ratio >= need)
     for n in ("W1", "W2", "W3", "W4"):
         rows = by.get(n, [])
         ratio = _median(rows, "numpy") / _median(rows, "symdiff")
-        add(f"{n}: symdiff ≥ 3× faster than NumPy", _fmt(ratio) + "×" if ratio == ratio else "–",
+        add(f"{n}: symdiff ≥ 3× faster than NumPy", r2(ratio) + "×" if _finite(ratio) else "–",
             ratio >= 3)
     rows = by.get("W5", [])
     nb, bound, checked = (_median(rows, k) for k in ("numba", "symdiff bound", "symdiff"))
     add("W5: bound call ≤ Numba call", f"{_fmt(bound * 1e6)} µs vs {_fmt(nb * 1e6)} µs"
-        if bound == bound and nb == nb else "–", bound <= nb)
-    add("W5: checked call ≤ 3 × Numba call", f"{_fmt(checked / nb)} ×" if checked == checked
-        and nb == nb else "–", checked <= 3 * nb)
+        if _finite(bound) and _finite(nb) else "–", bound <= nb)
+    add("W5: checked call ≤ 3 × Numba call", f"{r2(checked / nb)} ×" if _finite(checked)
+        and _finite(nb) else "–", checked <= 3 * nb)
     for n in ("W1", "W2", "W3"):
         ratio = _median(by.get(n, []), "symdiff") / _median(by.get(n + "-f32", []), "symdiff")
-        add(f"{n}: float32 ≥ 1.6× faster than float64", _fmt(ratio) + "×" if ratio == ratio
+        add(f"{n}: float32 ≥ 1.6× faster than float64", r2(ratio) + "×" if _finite(ratio)
             else "–", ratio >= 1.6)
     for n in ("W3", "W4"):
         rows = by.get(n, [])
         ratio = _median(rows, "symdiff 1 thread") / _median(rows, "symdiff")
-        add(f"{n}: 2 threads ≥ 1.7× faster than 1", _fmt(ratio) + "×" if ratio == ratio else "–",
+        add(f"{n}: 2 threads ≥ 1.7× faster than 1", r2(ratio) + "×" if _finite(ratio) else "–",
             ratio >= 1.7)
     for n, limit in (("W1", 0.5), ("W2", 0.5), ("W3", 0.5), ("W4", 3.0)):
         r = _row(by.get(n, []), "symdiff")
         s = r.setup_s if r else float("nan")
-        add(f"{n}: compile ≤ {limit:g} s (formula → callable)", _fmt(s, 2) + " s" if s == s
+        add(f"{n}: compile ≤ {limit:g} s (formula → callable)", _fmt(s, 2) + " s" if _finite(s)
             else "–", s <= limit)
     return "### Targets of issue 3\n\n" + "\n".join(lines) + "\n"
 

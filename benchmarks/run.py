@@ -24,28 +24,29 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import numpy as np  # noqa: E402
-
-import peers  # noqa: E402
-import report  # noqa: E402
-import workloads  # noqa: E402
+import numpy as np
+import peers
+import report
+import workloads
 
 BIG = ["W1", "W2", "W3", "W4"]
 FLOAT32 = [f"{w}-f32" for w in BIG]
 RTOL = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-3}
-#: peers too slow to set up for --quick (seconds of setup, measured on the 2-core machine)
-QUICK_SKIP = {("W4", "sympy.lambdify"): "skipped by --quick (setup ~16 s)"}
-#: peers that --quick does not run on the float32 workloads
-QUICK_F32 = {"numpy", "floor (numpy)", "floor (numba)", "numba", "numba parallel"}
+#: --quick leaves out the peers that take seconds to set up (compiles measured on 2 cores)
+QUICK_SKIP = {"numba parallel": "skipped by --quick (compile 2–9 s)",
+              "floor (numba)": "skipped by --quick (compile ~1 s)"}
+QUICK_SKIP_ON = {"W4": {"sympy.lambdify": "skipped by --quick (setup ~20 s)"}}
+#: peers --quick still runs on the float32 workloads (besides symdiff)
+QUICK_F32 = {"numpy", "floor (numpy)", "numba"}
 
 
 @dataclass
@@ -152,7 +153,7 @@ def prepare_rows(w, makers, ref, skip):
         except peers.PeerUnavailable as exc:
             row.status, row.reason = "n/a", str(exc)
             continue
-        except Exception as exc:  # a peer crashing must not end the run
+        except Exception as exc:  # noqa: BLE001 - a peer crashing must not end the run
             row.status, row.reason = "error", f"{type(exc).__name__}: {exc}"[:120]
             continue
         row.contender = c
@@ -201,10 +202,10 @@ def run_workload(name, args):
     makers.update(symdiff_contenders(w, with_bound=(name == "W5")))
     skip = {}
     if args.quick:
-        skip = {p: why for (wl, p), why in QUICK_SKIP.items() if wl == base}
+        skip = {**QUICK_SKIP, **QUICK_SKIP_ON.get(base, {})}
         if w.dtype == np.float32:
             skip.update({p: "skipped by --quick" for p in makers
-                         if p not in QUICK_F32 and not p.startswith("symdiff")})
+                         if p not in QUICK_F32 and not p.startswith("symdiff") and p not in skip})
     ref = _reference(w)
     rows = prepare_rows(w, makers, ref, skip)
     time_rows(rows, w.theta, args.repeats, target_s=0.01 if name == "W5" else None)
@@ -214,7 +215,8 @@ def run_workload(name, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="7 rounds, fewer float32 peers, skip slow-to-set-up peers")
+                        help="7 rounds; leave out peers that are slow to set up, and most "
+                             "peers on float32")
     parser.add_argument("--only", default="",
                         help="comma-separated workloads: W1..W6, or W1-f32..W4-f32")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 11, quick 7)")

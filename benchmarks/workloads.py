@@ -67,7 +67,7 @@ class Workload:
     def target(self) -> np.ndarray:
         return self.columns[-1]
 
-    def astype(self, dtype) -> "Workload":
+    def astype(self, dtype) -> Workload:
         """The same workload with data and theta rounded to ``dtype``."""
         return Workload(
             name=self.name + ("-f32" if dtype == np.float32 else ""),
