@@ -89,7 +89,7 @@ def _finite(x) -> bool:
 
 def _row(rows, label):
     for r in rows:
-        if r._finite(label) and r.times:
+        if r.label == label and r.times:
             return r
     return None
 
