@@ -39,6 +39,16 @@ F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
 
 
+def _abs_key(z):
+    """A key equal for z and -z: fneg is looked through, x - y and y - x coincide."""
+    op = getattr(z, "opname", None)
+    if op == "fneg":
+        return _abs_key(z.operands[0])
+    if op == "fsub":
+        return ("fsub", frozenset(id(o) for o in z.operands))
+    return id(z)
+
+
 def _varies(arg, varying) -> bool:
     return isinstance(arg, str) and arg in varying
 
@@ -183,6 +193,8 @@ class _FunctionEmitter:
                                      b.select(b.fcmp_ordered("==", x, x), h0, x)))
         if op == "select":
             return b.select(args[0], args[1], args[2])
+        if op == "detach":
+            return args[0]
         cmp = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "=="}
         if op in cmp:
             return b.fcmp_ordered(cmp[op], args[0], args[1])
@@ -197,9 +209,10 @@ class _FunctionEmitter:
         raise LoweringError(f"no LLVM lowering for IR op {op!r}")
 
     def exp_neg_abs(self, b, z):
-        key = ("exp_neg_abs", id(z))
+        """exp(-|z|), computed once for z and -z (sigmoid(z) and sigmoid(-z) share it)."""
+        key = ("exp_neg_abs", _abs_key(z))
         hit = self._splats.get(key)
-        if hit is None or hit[0] is not z:
+        if hit is None:
             a = self.intrinsic(b, "fabs", z.type, [z])
             hit = (z, self.libcall(b, "exp", [b.fneg(a, flags=FASTMATH)]))
             self._splats[key] = hit

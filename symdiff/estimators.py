@@ -44,34 +44,14 @@ except ImportError:  # scikit-learn < 1.6
 from .errors import DataError, FormulaError
 from .losses import LOSSES, logistic
 from .objective import Model, Objective
-from .optim import make_optimizer
 from .parse import parse_formula, parse_model
 from .training import fit as _fit
+from .tuning import build_optimizer
 
-__all__ = ["FormulaRegressor", "FormulaClassifier", "build_optimizer"]
+__all__ = ["FormulaRegressor", "FormulaClassifier"]
 
 _CACHE_SIZE = 32
 _COMPILED = OrderedDict()
-
-
-def build_optimizer(optimizer, lr=None, **options):
-    """An optimizer from a name or instance, with its learning rate and other settings.
-
-    ``options`` are constructor arguments of the optimizer's class (``weight_decay``,
-    ``momentum``, ``betas``, ...). They are applied by building a fresh instance with
-    the named optimizer's own settings updated, so every value is validated as the
-    constructor validates it; a setting the optimizer does not have is a ValueError.
-    """
-    base = make_optimizer(optimizer, lr)
-    if not options:
-        return base
-    settings = base._settings()
-    unknown = sorted(set(options) - set(settings))
-    if unknown:
-        raise ValueError(f"{type(base).__name__} has no setting {', '.join(map(repr, unknown))}; "
-                         f"its settings are {', '.join(settings)}")
-    settings.update(options)
-    return type(base)(**settings)
 
 
 def _formula_expr(formula):

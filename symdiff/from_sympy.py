@@ -36,14 +36,34 @@ _RELATIONAL = {
 }
 
 
+def _sigmoid_arg(t):
+    """z if ``t`` is sigmoid(z) or spelled 1/(1 + exp(-z)), else None."""
+    if isinstance(t, F.sigmoid):
+        return t.args[0]
+    if isinstance(t, sp.Pow) and t.exp == -1 and isinstance(t.base, sp.Add) \
+            and len(t.base.args) == 2 and sp.S.One in t.base.args:
+        u = t.base.args[1] if t.base.args[0] == sp.S.One else t.base.args[0]
+        if isinstance(u, sp.exp):
+            return -u.args[0]
+    return None
+
+
 def _stable_rewrite(e):
     """Return a numerically safer equal expression for ``e``, or None."""
+    if isinstance(e, sp.Add) and len(e.args) == 2 and sp.S.One in e.args:
+        other = e.args[1] if e.args[0] == sp.S.One else e.args[0]
+        coeff, rest = other.as_coeff_Mul()
+        if coeff == -1 and _sigmoid_arg(rest) is not None:  # 1 - sigmoid(z) = sigmoid(-z)
+            return F.sigmoid(-_sigmoid_arg(rest))
     if isinstance(e, sp.log):
         arg = e.args[0]
         if isinstance(arg, sp.Add) and len(arg.args) == 2 and sp.S.One in arg.args:
             u = arg.args[1] if arg.args[0] == sp.S.One else arg.args[0]
             if isinstance(u, sp.exp):
                 return F.softplus(u.args[0])
+            inner = _stable_rewrite(arg)
+            if isinstance(inner, F.sigmoid):  # log(1 - sigmoid(z)) = -softplus(z)
+                return -F.softplus(-inner.args[0])
             return cfunctions.log1p(u)
         if isinstance(arg, F.sigmoid):
             return -F.softplus(-arg.args[0])
@@ -56,6 +76,24 @@ def _stable_rewrite(e):
             if isinstance(u, sp.exp):
                 return F.sigmoid(-u.args[0])
     return None
+
+
+def _log_sum_exp_terms(e):
+    """The exponents u_i if ``e`` is ``log(sum_i c_i*exp(u_i))`` with two or more exp terms
+    (positive constants c_i fold into the exponents), else None."""
+    if not isinstance(e, sp.log) or not isinstance(e.args[0], sp.Add):
+        return None
+    exponents, n_exp = [], 0
+    for t in e.args[0].args:
+        coeff, rest = t.as_coeff_Mul()
+        if isinstance(rest, sp.exp) and coeff.is_positive:
+            exponents.append(rest.args[0] + sp.log(coeff) if coeff != 1 else rest.args[0])
+            n_exp += 1
+        elif t.is_number and t.is_positive:
+            exponents.append(sp.log(t))
+        else:
+            return None
+    return exponents if n_exp >= 2 else None
 
 
 def _is_negative_term(t):
@@ -110,6 +148,20 @@ class _Translator:
         if isinstance(e, sp.Basic) and not isinstance(e, sp.logic.boolalg.Boolean) and e.is_number:
             if isinstance(e, (sp.Number, sp.NumberSymbol)) or not e.free_symbols:
                 return (), lambda _: g.const(_number(e))
+        exponents = _log_sum_exp_terms(e)
+        if exponents is not None:
+            def build(ids):
+                # log(sum exp(u_i)) = m + log(sum exp(u_i - m)), m = max u_i: no term overflows
+                m = ids[0]
+                for i in ids[1:]:
+                    m = g.node("max", m, i)
+                m = g.node("detach", m)
+                total = None
+                for i in ids:
+                    t = g.node("exp", g.sub(i, m))
+                    total = t if total is None else g.add(total, t)
+                return g.add(m, g.node("log", total))
+            return tuple(exponents), build
         rewritten = _stable_rewrite(e)
         if rewritten is not None:
             return (rewritten,), lambda ids: ids[0]

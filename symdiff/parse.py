@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 import sympy as sp
 
 from symdiff.errors import FormulaError
+from symdiff.functions import sigmoid, softplus
 
 __all__ = ["FUNCTIONS", "CONSTANTS", "parse_formula", "parse_model", "names_in_order"]
 
@@ -46,49 +47,38 @@ MAX_OPERATORS = 1_500
 MAX_NESTING = 100
 MAX_CONSTANT_BITS = 4_096
 
+Symbols = Mapping[str, sp.Basic] | Iterable[sp.Symbol] | None
+
 _OPERATOR_CHARACTERS = frozenset("+-*/^%(),[]{}<>=&|~@:")
 
 
-def _sympy_function(name):
-    return lambda: getattr(sp, name)
-
-
-def _symdiff_function(name):
-    def load():
-        from symdiff import functions
-
-        return getattr(functions, name)
-
-    return load
-
-
-# name in a formula -> (loader of the SymPy callable, allowed argument counts)
+# name in a formula -> (SymPy callable, allowed argument counts; None: one or more)
 FUNCTIONS = {
-    "exp": (_sympy_function("exp"), (1,)),
-    "log": (_sympy_function("log"), (1, 2)),
-    "sqrt": (_sympy_function("sqrt"), (1,)),
-    "sin": (_sympy_function("sin"), (1,)),
-    "cos": (_sympy_function("cos"), (1,)),
-    "tan": (_sympy_function("tan"), (1,)),
-    "sinh": (_sympy_function("sinh"), (1,)),
-    "cosh": (_sympy_function("cosh"), (1,)),
-    "tanh": (_sympy_function("tanh"), (1,)),
-    "asin": (_sympy_function("asin"), (1,)),
-    "acos": (_sympy_function("acos"), (1,)),
-    "atan": (_sympy_function("atan"), (1,)),
-    "atan2": (_sympy_function("atan2"), (2,)),
-    "erf": (_sympy_function("erf"), (1,)),
-    "abs": (_sympy_function("Abs"), (1,)),
-    "Abs": (_sympy_function("Abs"), (1,)),
-    "sign": (_sympy_function("sign"), (1,)),
-    "max": (_sympy_function("Max"), None),
-    "Max": (_sympy_function("Max"), None),
-    "min": (_sympy_function("Min"), None),
-    "Min": (_sympy_function("Min"), None),
-    "heaviside": (_sympy_function("Heaviside"), (1, 2)),
-    "Heaviside": (_sympy_function("Heaviside"), (1, 2)),
-    "sigmoid": (_symdiff_function("sigmoid"), (1,)),
-    "softplus": (_symdiff_function("softplus"), (1,)),
+    "exp": (sp.exp, (1,)),
+    "log": (sp.log, (1, 2)),
+    "sqrt": (sp.sqrt, (1,)),
+    "sin": (sp.sin, (1,)),
+    "cos": (sp.cos, (1,)),
+    "tan": (sp.tan, (1,)),
+    "sinh": (sp.sinh, (1,)),
+    "cosh": (sp.cosh, (1,)),
+    "tanh": (sp.tanh, (1,)),
+    "asin": (sp.asin, (1,)),
+    "acos": (sp.acos, (1,)),
+    "atan": (sp.atan, (1,)),
+    "atan2": (sp.atan2, (2,)),
+    "erf": (sp.erf, (1,)),
+    "abs": (sp.Abs, (1,)),
+    "Abs": (sp.Abs, (1,)),
+    "sign": (sp.sign, (1,)),
+    "max": (sp.Max, None),
+    "Max": (sp.Max, None),
+    "min": (sp.Min, None),
+    "Min": (sp.Min, None),
+    "heaviside": (sp.Heaviside, (1, 2)),
+    "Heaviside": (sp.Heaviside, (1, 2)),
+    "sigmoid": (sigmoid, (1,)),
+    "softplus": (softplus, (1,)),
 }
 
 CONSTANTS = {"pi": sp.pi, "e": sp.E, "E": sp.E}
@@ -186,7 +176,7 @@ def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_formula(text: str, *, symbols: Mapping[str, sp.Basic] | Iterable[sp.Symbol] | None = None) -> sp.Expr:
+def parse_formula(text: str, *, symbols: Symbols = None) -> sp.Expr:
     """Parse ``text`` into a SymPy expression, never executing any part of it.
 
     ``symbols``: a mapping of names to SymPy objects, or an iterable of symbols
@@ -199,7 +189,7 @@ def parse_formula(text: str, *, symbols: Mapping[str, sp.Basic] | Iterable[sp.Sy
     return _parse(_Source(_checked_text(text)), _symbol_table(symbols))
 
 
-def parse_model(text: str, *, symbols: Mapping[str, sp.Basic] | Iterable[sp.Symbol] | None = None) -> tuple[sp.Expr, sp.Expr]:
+def parse_model(text: str, *, symbols: Symbols = None) -> tuple[sp.Expr, sp.Expr]:
     """Parse ``"response ~ model"`` (e.g. ``"y ~ a*exp(-b*x) + c"``) into ``(lhs, rhs)``.
 
     Both sides follow :func:`parse_formula`'s grammar; errors give columns in the
@@ -454,9 +444,9 @@ class _Builder:
         return self._checked(sp.Pow(base, exponent), node)
 
     def _call(self, node: ast.Call) -> sp.Expr:
-        load, _ = FUNCTIONS[node.func.id]
+        function, _ = FUNCTIONS[node.func.id]
         arguments = [self._build(argument) for argument in node.args]
-        return self._checked(load()(*arguments), node)
+        return self._checked(function(*arguments), node)
 
     def _checked(self, value: sp.Expr, node: ast.AST) -> sp.Expr:
         if value.is_Number and not value.is_finite or value is sp.zoo or value is sp.nan:

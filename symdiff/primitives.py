@@ -142,10 +142,15 @@ primitive("atan2", 2, np.arctan2, sp.atan2, _d_atan2)
 primitive("erf", 1, _erf_np, sp.erf,
           lambda g, out, a, adj: (g.mul(adj, g.mul(g.c(2.0 / math.sqrt(math.pi)),
                                                    g.node("exp", g.neg(g.square(a))))),))
+# sigmoid' = s*(1 - s), written s*sigmoid(-z): 1 - s cancels catastrophically for large z
 primitive("sigmoid", 1, _sigmoid_np, F.sigmoid,
-          lambda g, out, a, adj: (g.mul(adj, g.mul(out, g.sub(g.c(1.0), out))),))
+          lambda g, out, a, adj: (g.mul(adj, g.mul(out, g.node("sigmoid", g.neg(a)))),))
 primitive("softplus", 1, lambda x: np.logaddexp(0.0, x), F.softplus,
           lambda g, out, a, adj: (g.mul(adj, g.node("sigmoid", a)),))
+
+# ``detach(x)`` is x with derivative zero: the shift m of a stable log-sum-exp,
+# m + log(sum exp(u_i - m)), cancels out of the gradient, so it is not differentiated
+primitive("detach", 1, lambda a: a, lambda a: a, lambda g, out, a, adj: (None,))
 
 # -- kinks --------------------------------------------------------------------
 primitive("abs", 1, np.abs, sp.Abs, lambda g, out, a, adj: (g.mul(adj, g.node("sign", a)),))

@@ -98,18 +98,7 @@ TARGETLESS = ["softplus", "log(1 + exp(z))", "sigmoid", "1/(1 + exp(-z))"]
 CROSS_ENTROPIES = ["y*softplus(-z) + (1-y)*softplus(z)", "losses.logistic = softplus(z) - y*z",
                    "-(y*log(sigmoid(z)) + (1-y)*log(1-sigmoid(z)))"]
 
-KNOWN_BUGS = {
-    ("-(y*log(sigmoid(z)) + (1-y)*log(1-sigmoid(z)))", 20.0, 0): "log(1 - sigmoid(z)) is not rewritten to -softplus(z)",
-    ("-(y*log(sigmoid(z)) + (1-y)*log(1-sigmoid(z)))", 40.0, 0): "log(1 - sigmoid(z)) is not rewritten to -softplus(z)",
-    ("-(y*log(sigmoid(z)) + (1-y)*log(1-sigmoid(z)))", 1000.0, 0): "log(1 - sigmoid(z)) is not rewritten to -softplus(z)",
-    ("-(y*log(sigmoid(z)) + (1-y)*log(1-sigmoid(z)))", 1000.0, 1): "log(1 - sigmoid(z)) is not rewritten to -softplus(z)",
-}
-
-
-# where s*(1-s) has lost all relative accuracy yet the exact derivative is a normal number
-SIGMOID_TAIL = {np.float64: (15.0, 700.0), np.float32: (9.0, 80.0)}
-SIGMOID_TAIL_BUG = ("sigmoid'(z) is computed as s*(1-s); 1-s cancels for large z (relative error 2e-10 at "
-                    "z=15, 100% from z=37 in float64, z=17 in float32); s*sigmoid(-z) is accurate")
+KNOWN_BUGS = {}  # (formula, z, target) -> why the core gets it wrong; empty: all fixed
 
 
 def table():
@@ -126,10 +115,6 @@ def table():
     for name, z, target, dtype in rows:
         marks = []
         bug = KNOWN_BUGS.get((name, z, target))
-        if name.startswith("log(exp(z)") and abs(z) > 700 * (dtype is np.float64) + 87 * (dtype is np.float32):
-            bug = "log-sum-exp of large values overflows: no max-shift rewrite or logsumexp primitive"
-        if name in ("sigmoid", "1/(1 + exp(-z))") and SIGMOID_TAIL[dtype][0] <= z <= SIGMOID_TAIL[dtype][1]:
-            bug = SIGMOID_TAIL_BUG
         if bug:
             marks.append(pytest.mark.xfail(reason=f"core bug: {bug}", strict=True))
         params.append(pytest.param(name, z, target, dtype, marks=marks,
