@@ -367,8 +367,9 @@ class LRFinder:
     ``lrs`` and ``losses`` (the batch loss before each step) and ``smoothed`` (their
     bias-corrected exponential moving average) have one entry per step taken.
     ``suggestion``: the learning rate where the smoothed loss falls fastest against
-    log(lr) (the steepest descent point, before the loss minimum), the value Smith's
-    range test recommends as a starting lr; ``lr_min_loss``: where the smoothed loss
+    log(lr) (the steepest descent point before the loss minimum, the slope taken
+    over a window of steps/10 steps so that batch noise does not pass for descent),
+    the value Smith's range test recommends as a starting lr; ``lr_min_loss``: where the smoothed loss
     is lowest; ``lr_min_loss / 10`` is the other common rule. ``stop_reason``:
     "end" or "diverged" (smoothed loss above ``diverge`` times its minimum, or non-finite).
     """
@@ -447,7 +448,7 @@ def lr_find(objective, data, start=1e-6, end=1.0, steps=100, optimizer="adam", b
     columns = _data_columns(objective, data)
     n = len(columns[0])
     if batch_size is None:
-        batch_size = max(1, math.ceil(n / steps))
+        batch_size = max(32, math.ceil(n / steps))
     elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     batch_size = min(batch_size, n)
@@ -499,6 +500,12 @@ def _suggest(lrs, smoothed):
                            f"start from a smaller lr (start={lrs[0]:g})")
     lrs, smoothed = lrs[finite], smoothed[finite]
     lowest = int(np.argmin(smoothed))
-    slope = np.gradient(smoothed, np.log(lrs))
-    steepest = int(np.argmin(slope[: max(lowest, 1) + 1]))
-    return float(lrs[steepest]), float(lrs[lowest])
+    # Slope over a window of 2h steps either side, so batch noise does not pass for descent.
+    h = max(1, len(lrs) // 20)
+    logs = np.log(lrs)
+    centres = np.arange(h, max(h + 1, min(lowest, len(lrs) - 1 - h) + 1))
+    centres = centres[centres + h < len(lrs)]
+    if not len(centres):
+        return float(lrs[lowest]), float(lrs[lowest])
+    slope = (smoothed[centres + h] - smoothed[centres - h]) / (logs[centres + h] - logs[centres - h])
+    return float(lrs[centres[int(np.argmin(slope))]]), float(lrs[lowest])
