@@ -146,7 +146,7 @@ def workload_table(w, rows) -> str:
     head = (f"### {w.name}: {w.description} ({np.dtype(w.dtype).name}, "
             f"{w.nbytes / 1e6:.3g} MB of data)\n\n")
     cols = ["contender", f"median {unit}", f"min {unit}", "÷ numba", "÷ floor", "÷ numpy",
-            "setup s", "check (max rel err)", "notes"]
+            "cores used", "setup s", "check (max rel err)", "notes"]
     if small:
         cols.remove("÷ floor")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -157,6 +157,7 @@ def workload_table(w, rows) -> str:
                     "÷ numba": _fmt(r.median / numba.median if numba else None),
                     "÷ floor": _fmt(r.median / floor.median if floor else None),
                     "÷ numpy": _fmt(r.median / numpy_ms),
+                    "cores used": f"{r.cores_used:.1f}",
                     "setup s": _fmt(r.setup_s, 2), "check (max rel err)": _status(r),
                     "notes": r.contender.note}
         else:

@@ -60,6 +60,7 @@ class Row:
     setup_s: float = float("nan")
     error: float = float("nan")
     times: list = field(default_factory=list)
+    cpu: list = field(default_factory=list)  # process CPU seconds per wall second, per sample
     inner: int = 1
     compile_times: dict | None = None
     kind: str = "peer"  # peer | floor | symdiff
@@ -67,6 +68,10 @@ class Row:
     @property
     def median(self) -> float:
         return float(np.median(self.times)) if self.times else float("nan")
+
+    @property
+    def cores_used(self) -> float:
+        return float(np.median(self.cpu)) if self.cpu else float("nan")
 
     @property
     def best(self) -> float:
@@ -167,12 +172,14 @@ def prepare_rows(w, makers, ref, skip):
 
 
 def _one(c, inner):
+    """Seconds per call over ``inner`` calls, and the cores busy meanwhile (CPU ÷ wall time)."""
     theta = getattr(c, "theta", None)
     call, data = c.call, c.data
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(inner):
         call(theta, data)
-    return (time.perf_counter() - t0) / inner
+    wall = time.perf_counter() - t0
+    return wall / inner, (time.process_time() - c0) / wall
 
 
 def time_rows(rows, theta, repeats, target_s=None):
@@ -181,13 +188,15 @@ def time_rows(rows, theta, repeats, target_s=None):
     for r in live:
         if getattr(r.contender, "theta", None) is None:
             r.contender.theta = theta
-        first = min(_one(r.contender, 1) for _ in range(3))  # warm-up
+        first = min(_one(r.contender, 1)[0] for _ in range(3))  # warm-up
         if target_s:
             r.inner = int(np.clip(target_s / max(first, 1e-7), 1, 100_000))
     for k in range(repeats):
         for r in live[k % len(live):] + live[:k % len(live)]:
             time.sleep(0.001)
-            r.times.append(_one(r.contender, r.inner))
+            seconds, cores = _one(r.contender, r.inner)
+            r.times.append(seconds)
+            r.cpu.append(cores)
     for r in live:
         if np.isfinite(r.setup_s):
             r.setup_s = max(r.setup_s - r.median, 0.0)

@@ -147,7 +147,12 @@ class _Translator:
             return (), lambda _: g.boolean(bool(e))
         if isinstance(e, sp.Basic) and not isinstance(e, sp.logic.boolalg.Boolean) and e.is_number:
             if isinstance(e, (sp.Number, sp.NumberSymbol)) or not e.free_symbols:
-                return (), lambda _: g.const(_number(e))
+                def build(_):
+                    value = _number(e)
+                    if not isinstance(e, sp.Float):
+                        g.const_origin.setdefault(value, e)
+                    return g.const(value)
+                return (), build
         exponents = _log_sum_exp_terms(e)
         if exponents is not None:
             def build(ids):

@@ -27,6 +27,8 @@ class Graph:
         self.ops: list[str] = []
         self.args: list[tuple] = []
         self._index: dict[tuple, int] = {}
+        #: exact SymPy form of constants that came from the formula (pi, log(3), ...), for printing
+        self.const_origin: dict[float, object] = {}
 
     def __len__(self):
         return len(self.ops)

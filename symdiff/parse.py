@@ -466,13 +466,13 @@ def _power_is_small(base: sp.Number, exponent: sp.Number) -> bool:
     if base in (sp.Integer(0), sp.Integer(1), sp.Integer(-1)):
         return True
     if isinstance(base, sp.Rational):
-        base_bits = _rational_bits(base)
+        base_bits = max(math.log2(abs(base.p)), math.log2(base.q))
     else:
         magnitude = abs(float(base))
         if magnitude == 0.0:
             return True
         if not math.isfinite(magnitude):
             return False
-        base_bits = abs(math.frexp(magnitude)[1]) + 1
+        base_bits = abs(math.log2(magnitude))
     size = abs(float(exponent)) * base_bits
     return math.isfinite(size) and size <= MAX_CONSTANT_BITS

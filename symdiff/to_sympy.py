@@ -37,7 +37,8 @@ def to_sympy(graph, nodes, symbols: dict) -> list:
         if op == "sym":
             expr[i] = symbols[args[0]]
         elif op == "const":
-            expr[i] = nice_number(args[0])
+            origin = getattr(graph, "const_origin", {}).get(args[0])
+            expr[i] = origin if origin is not None else nice_number(args[0])
         elif op == "bconst":
             expr[i] = sp.true if args[0] else sp.false
         else:

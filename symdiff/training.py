@@ -12,6 +12,7 @@ no step re-validates data.
 import array
 import math
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -252,6 +253,63 @@ class _BatchSlot:
         self.bound = kernel.bind(_as_mapping(objective, list(self.columns)))
 
 
+class _Permutations:
+    """The epochs' index permutations, each shuffled in the background during the epoch before.
+
+    Reshuffling a million indices takes tens of milliseconds, as long as hundreds of
+    small steps; NumPy's shuffle releases the GIL, so a helper thread prepares the
+    next epoch's order on a spare array while this epoch trains on a free core. The
+    result is exactly the sequential one: epoch e+1's order is epoch e's, shuffled
+    by the next draws of the same generator.
+    """
+
+    def __init__(self, n, rng):
+        self.rng = rng
+        self.current = np.arange(n)
+        self.spare = None
+        self.pending = None
+
+    def advance(self, prefetch):
+        """Make the next permutation current; with ``prefetch``, start shuffling the one after."""
+        if self.pending is None:
+            self.rng.shuffle(self.current)
+        else:
+            self.current, self.spare = self._finish(), self.current
+        if prefetch:
+            if self.spare is None:
+                self.spare = np.empty_like(self.current)
+            self._start(self.current, self.spare)
+        return self.current
+
+    def _start(self, source, target):
+        outcome = {}
+
+        def shuffle():
+            try:
+                np.copyto(target, source)
+                self.rng.shuffle(target)
+            except BaseException as exc:  # re-raised in the training thread by _finish
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=shuffle, name="symdiff-shuffle", daemon=True)
+        thread.start()
+        self.pending = (thread, target, outcome)
+
+    def _finish(self):
+        thread, target, outcome = self.pending
+        self.pending = None
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return target
+
+    def close(self):
+        """Wait for a background shuffle still running, so none outlives the fit."""
+        if self.pending is not None:
+            self.pending[0].join()
+            self.pending = None
+
+
 class _Batches:
     """Mini-batches of the training data, each gathered into reused buffers.
 
@@ -262,11 +320,13 @@ class _Batches:
     straight from the columns.
     """
 
-    def __init__(self, kernel, objective, columns, batch_size, shuffle):
+    def __init__(self, kernel, objective, columns, batch_size, shuffle_rng=None):
+        shuffle = shuffle_rng is not None
         self.n, width = len(columns[0]), len(columns)
         self.batch_size = batch_size
         self.columns = columns
-        self.order = np.arange(self.n) if shuffle else None
+        self.permutations = _Permutations(self.n, shuffle_rng) if shuffle else None
+        self.order = None
         self.table = np.empty((self.n, width)) if shuffle else None
         if shuffle:
             for j, column in enumerate(columns):
@@ -275,8 +335,14 @@ class _Batches:
         tail = self.n % batch_size
         self.tail = _BatchSlot(kernel, objective, tail, width) if tail else None
 
-    def shuffle(self, rng):
-        rng.shuffle(self.order)
+    def start_epoch(self, more_to_come):
+        """Draw this epoch's order (shuffled batches only); prepare the next one if ``more_to_come``."""
+        if self.permutations is not None:
+            self.order = self.permutations.advance(prefetch=more_to_come)
+
+    def close(self):
+        if self.permutations is not None:
+            self.permutations.close()
 
     def __iter__(self):
         n, size, order, table = self.n, self.batch_size, self.order, self.table
@@ -446,7 +512,8 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     if batch_size is None or batch_size >= n:
         whole, batches = kernel.bind(_as_mapping(objective, columns)), None
     else:
-        whole, batches = None, _Batches(kernel, objective, columns, batch_size, shuffle)
+        whole, batches = None, _Batches(kernel, objective, columns, batch_size,
+                                        shuffle_rng if shuffle else None)
     validate = kernel.bind(_as_mapping(objective, val_columns)) if val_columns is not None else None
 
     history = History()
@@ -462,8 +529,8 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow ends as DivergenceError
             for epoch in range(epochs):
-                if batches is not None and shuffle:
-                    batches.shuffle(shuffle_rng)
+                if batches is not None:
+                    batches.start_epoch(more_to_come=epoch + 1 < epochs)
                 train_loss, grad_norm = _train_epoch(stepper, epoch, whole, batches, n)
                 val_loss = validate.value(theta) if validate is not None else math.nan
                 history._record(epoch, train_loss, val_loss, opt.lr, grad_norm,
@@ -494,6 +561,8 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
         stepper.undo_partial_update()
         result.stop_reason = "interrupted"
     finally:
+        if batches is not None:
+            batches.close()
         if bar is not None:
             bar.close()
         opt.lr = base_lr
