@@ -49,6 +49,18 @@ class LoadMonitor:
         return ((self._busy() - self.busy) - (self._own() - self.own)) / wall
 
 
+def wait_until_quiet(timeout_s, threshold=0.25, window_s=2.0):
+    """Wait until other processes keep fewer than ``threshold`` cores busy over a window."""
+    start = time.perf_counter()
+    while True:
+        monitor = LoadMonitor()
+        time.sleep(window_s)
+        load = monitor.other_cores()
+        waited = time.perf_counter() - start
+        if load < threshold or waited >= timeout_s:
+            return waited, load
+
+
 def machine() -> str:
     model = platform.processor() or "?"
     try:

@@ -230,6 +230,9 @@ def main(argv=None):
                         help="comma-separated workloads: W1..W6, or W1-f32..W4-f32")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 11, quick 7)")
     parser.add_argument("--out", default=None, help="also write the markdown report here")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to SECONDS for other processes to leave the "
+                             "cores idle (the machine is shared)")
     args = parser.parse_args(argv)
     args.repeats = max(7, args.repeats or (7 if args.quick else 11))
 
@@ -245,6 +248,10 @@ def main(argv=None):
                          f"{', '.join(FLOAT32)}")
         names = [n for n in names if n in expanded]
 
+    if args.wait_quiet > 0:
+        waited, load = report.wait_until_quiet(args.wait_quiet)
+        print(f"[waited {waited:.0f} s; other processes now busy on {load:.2f} cores]",
+              file=sys.stderr, flush=True)
     monitor = report.LoadMonitor()
     started = time.perf_counter()
     results = []
