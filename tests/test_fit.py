@@ -102,6 +102,19 @@ def test_shuffle_is_seeded(objective):
     assert not np.array_equal(run(1), run(1, shuffle=False))
 
 
+def test_background_shuffles_equal_sequential_ones():
+    from symdiff.training import _Permutations
+
+    permutations = _Permutations(1000, np.random.default_rng(5))
+    reference_rng, reference = np.random.default_rng(5), np.arange(1000)
+    for epoch in range(4):
+        drawn = permutations.advance(prefetch=epoch < 3).copy()
+        reference_rng.shuffle(reference)
+        np.testing.assert_array_equal(drawn, reference)
+    permutations.close()
+    assert permutations.pending is None
+
+
 def test_minibatches_do_not_copy_the_data_set_per_epoch(objective):
     n = 200_000
     data = _data(n=n)
