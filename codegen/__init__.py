@@ -12,7 +12,9 @@ the on-disk cache of :mod:`codegen.cache` (so a new process skips LLVM entirely)
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import time
 from collections import OrderedDict
 
@@ -40,32 +42,55 @@ def _dtype_flag(dtype) -> bool:
     raise TypeError(f"kernels are compiled for float32 or float64, not {dt}")
 
 
+@functools.lru_cache(maxsize=None)
+def _source_digest() -> str:
+    """Digest of the code generator's own source: a changed lowering never reuses old code."""
+    h = hashlib.sha256(_VERSION.encode())
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("lower.py", "vecmath.py", "jit.py", "target.py", "__init__.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
 def _build(program, dtype, functions, cache):
-    """Compile (or fetch) the functions of ``program``; returns (library, ir, opt_ir, times, lanes)."""
+    """Compile (or fetch) the functions of ``program``.
+
+    Returns (library, llvm_ir, optimized_ir, times, lanes); ``llvm_ir`` is a string, or a
+    callable producing it when the code came from a cache (lowering is then skipped).
+    The cache key is the program text, the functions asked for, the dtype, the target
+    (triple, CPU, features, vector width, llvmlite version) and the code generator's source.
+    """
     from .jit import NativeLibrary, optimize_and_emit
 
     single = _dtype_flag(dtype)
     target = host_target()
     lanes = target.lanes(32 if single else 64)
-    t0 = time.perf_counter()
-    module = lower_to_llvm(program, single=single, lanes=lanes, isa=target.isa if target.libmvec else "",
-                           functions=functions)
-    llvm_ir = str(module)
-    times = {"lower_to_llvm": time.perf_counter() - t0}
-    key = hashlib.sha256("\n".join([llvm_ir, target.fingerprint, _VERSION]).encode()).hexdigest()
+    isa = target.isa if target.libmvec else ""
+
+    def lower():
+        return str(lower_to_llvm(program, single=single, lanes=lanes, isa=isa, functions=functions))
+
+    key = hashlib.sha256("\n".join([str(program), repr(sorted(functions.items())), str(single),
+                                     target.fingerprint, _source_digest()]).encode()).hexdigest()
     hit = _MEMORY.get(key)
     if hit is not None:
         _MEMORY.move_to_end(key)
         STATS["memory_hits"] += 1
         library, optimized_ir, old_times = hit
-        return library, llvm_ir, optimized_ir, dict(old_times, cached="memory"), lanes
+        return library, lower, optimized_ir, {"cached": "memory"}, lanes
+    times = {}
     disk = _disk_cache() if cache else None
     blob = disk.get(key) if disk is not None else None
     if blob is not None:
         object_code, optimized_ir = _unpack(blob)
         STATS["disk_hits"] += 1
         times["cached"] = "disk"
+        llvm_ir = lower
     else:
+        t0 = time.perf_counter()
+        llvm_ir = lower()
+        times["lower_to_llvm"] = time.perf_counter() - t0
         compiled = optimize_and_emit(llvm_ir)
         object_code, optimized_ir = compiled.object_code, compiled.optimized_ir
         times.update(compiled.times)

@@ -216,7 +216,7 @@ class Kernel:
         self.dtype = np.dtype(dtype)
         self.threads = available_cores() if threads is None else max(1, int(threads))
         self.lanes = lanes
-        self.llvm_ir = llvm_ir
+        self._llvm_ir = llvm_ir
         self.optimized_llvm_ir = optimized_ir
         self.compile_times = dict(compile_times)
         self._library = library  # keeps the machine code alive as long as the kernel
@@ -267,6 +267,13 @@ class Kernel:
         if not (value == value and abs(value) != float("inf")):
             check_theta(theta, self.params)
             _diagnose(cols, self.data, what)
+
+    @property
+    def llvm_ir(self) -> str:
+        """The LLVM IR symdiff generated, before LLVM's optimizer (regenerated after a cache hit)."""
+        if callable(self._llvm_ir):
+            self._llvm_ir = self._llvm_ir()
+        return self._llvm_ir
 
     @property
     def asm(self) -> str:
@@ -378,7 +385,7 @@ class ModelKernel:
         self.dtype = np.dtype(dtype)
         self.threads = available_cores() if threads is None else max(1, int(threads))
         self.lanes = lanes
-        self.llvm_ir = llvm_ir
+        self._llvm_ir = llvm_ir
         self.optimized_llvm_ir = optimized_ir
         self.compile_times = dict(compile_times)
         self._library = library
@@ -386,6 +393,7 @@ class ModelKernel:
         self._asm = None
 
     asm = Kernel.asm
+    llvm_ir = Kernel.llvm_ir
 
     def __call__(self, theta, data):
         theta = check_theta(theta, self.params)

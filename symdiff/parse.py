@@ -45,7 +45,7 @@ __all__ = ["FUNCTIONS", "CONSTANTS", "parse_formula", "parse_model", "names_in_o
 MAX_LENGTH = 20_000
 MAX_OPERATORS = 1_500
 MAX_NESTING = 100
-MAX_CONSTANT_BITS = 4_096
+MAX_CONSTANT_BITS = 1_100
 
 Symbols = Mapping[str, sp.Basic] | Iterable[sp.Symbol] | None
 

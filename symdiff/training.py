@@ -6,7 +6,9 @@ place. Everything around the kernel call is kept small, because at small batch
 sizes the driver's own cost competes with the kernel's (``benchmarks/driver_overhead.py``
 measures it): mini-batches are gathered through an index permutation into buffers
 allocated once and bound to the kernel once, so no step copies the data set and
-no step re-validates data.
+no step re-validates data; shuffled batches come from a row-major copy of the data
+(one cache line per sample, not one per column), and the next epoch's permutation
+is shuffled in the background.
 """
 
 import array
@@ -168,13 +170,13 @@ def _data_columns(objective, data, what="data"):
             raw.append((symbol.name, data[key]))
     else:
         try:
-            array = np.asarray(data)
+            table = np.asarray(data)
         except Exception as exc:
             raise DataTypeError(f"{what} must be a mapping of columns or a 2-D array: {exc}") from None
-        if array.ndim != 2 or array.shape[1] != len(symbols):
+        if table.ndim != 2 or table.shape[1] != len(symbols):
             raise DataError(f"{what} as an array must have shape (n, {len(symbols)}) for columns "
-                            f"{', '.join(s.name for s in symbols)}; got shape {array.shape}")
-        raw = [(symbol.name, array[:, j]) for j, symbol in enumerate(symbols)]
+                            f"{', '.join(s.name for s in symbols)}; got shape {table.shape}")
+        raw = [(symbol.name, table[:, j]) for j, symbol in enumerate(symbols)]
     columns = []
     for name, values in raw:
         values = np.asarray(values)
@@ -204,28 +206,26 @@ def _as_mapping(objective, columns):
 def _initial_params(objective, init, rng):
     names = [p.name for p in objective.params]
     size = len(names)
-    default = 0.01 * rng.standard_normal(size)
-    if init is None:
-        return default
+    theta = 0.01 * rng.standard_normal(size)
     if isinstance(init, str):
-        if init == "zeros":
-            return np.zeros(size)
-        raise ValueError(f"init must be None, 'zeros', an array or a mapping, not {init!r}")
-    if isinstance(init, Mapping):
-        theta = default
+        if init != "zeros":
+            raise ValueError(f"init must be None, 'zeros', an array or a mapping, not {init!r}")
+        theta[:] = 0.0
+    elif isinstance(init, Mapping):
         for key, value in init.items():
             name = getattr(key, "name", key)
             if name not in names:
                 raise FormulaError(f"init names {name!r}, which is not a parameter "
                                    f"(parameters: {', '.join(names)})")
             theta[names.index(name)] = float(value)
-        return theta
-    theta = np.array(init, dtype=np.float64).reshape(-1)
-    if theta.shape != (size,):
-        raise DataError(f"init has {theta.size} values but the objective has {size} parameters "
-                        f"({', '.join(names)})")
+    elif init is not None:
+        theta = np.array(init, dtype=np.float64).reshape(-1)
+        if theta.shape != (size,):
+            raise DataError(f"init has {theta.size} values but the objective has {size} parameters "
+                            f"({', '.join(names)})")
     if not np.isfinite(theta).all():
-        raise DataError("init contains non-finite values")
+        bad = int(np.flatnonzero(~np.isfinite(theta))[0])
+        raise DataError(f"init gives parameter {names[bad]!r} the value {theta[bad]}")
     return theta
 
 

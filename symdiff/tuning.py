@@ -364,14 +364,16 @@ def _table(records):
 class LRFinder:
     """The outcome of :func:`lr_find`: the loss recorded at each learning rate tried.
 
-    ``lrs`` and ``losses`` (the batch loss before each step) and ``smoothed`` (their
-    bias-corrected exponential moving average) have one entry per step taken.
-    ``suggestion``: the learning rate where the smoothed loss falls fastest against
-    log(lr) (the steepest descent point before the loss minimum, the slope taken
-    over a window of steps/10 steps so that batch noise does not pass for descent),
-    the value Smith's range test recommends as a starting lr; ``lr_min_loss``: where the smoothed loss
-    is lowest; ``lr_min_loss / 10`` is the other common rule. ``stop_reason``:
-    "end" or "diverged" (smoothed loss above ``diverge`` times its minimum, or non-finite).
+    ``lrs``, ``losses`` (each step's batch loss, before its update) and ``smoothed``
+    (the centred moving average of the losses over steps/10 + 1 steps, which unlike a
+    running average does not lag behind the learning rate) have one entry per step
+    with a finite loss. ``suggestion``: the learning rate where the smoothed loss
+    falls fastest against log(lr), before its minimum (the steepest descent point,
+    Smith's recommended starting lr; the slope is taken across the same window, so
+    batch noise does not pass for descent). ``lr_min_loss``: where the smoothed loss
+    is lowest; ``lr_min_loss / 10`` is the other common rule. ``stop_reason``: "end",
+    or "diverged" (the running loss rose above ``diverge`` times its minimum, or a
+    value stopped being finite).
     """
 
     lrs: np.ndarray
@@ -400,13 +402,12 @@ class LRFinder:
             figure = Figure(figsize=(6.4, 4.0))
             FigureCanvasAgg(figure)
         ax = figure.add_subplot(1, 1, 1)
-        finite = np.isfinite(self.losses)
-        ax.plot(self.lrs[finite], self.losses[finite], color="0.75", lw=1, label="batch loss")
+        ax.plot(self.lrs, self.losses, color="0.75", lw=1, label="batch loss")
         ax.plot(self.lrs, self.smoothed, lw=2, label="smoothed loss")
         ax.axvline(self.suggestion, color="C3", ls="--", label=f"suggestion {self.suggestion:.3g}")
         ax.set_xscale("log")
-        low, high = np.nanmin(self.smoothed), np.nanmax(self.smoothed[: max(1, int(np.nanargmin(self.smoothed)) + 1)])
-        if np.isfinite(low) and np.isfinite(high) and high > low:
+        low, high = self.smoothed.min(), self.smoothed[: int(np.argmin(self.smoothed)) + 1].max()
+        if high > low:
             ax.set_ylim(low - 0.1 * (high - low), high + 0.3 * (high - low))
         ax.set_xlabel("learning rate")
         ax.set_ylabel("mean loss")
@@ -429,13 +430,15 @@ def lr_find(objective, data, start=1e-6, end=1.0, steps=100, optimizer="adam", b
     """Learning-rate range test: raise lr geometrically from ``start`` to ``end`` over ``steps`` steps.
 
     Each step takes the next mini-batch, records its loss, and updates the
-    parameters with the current lr (Smith 2015, "Cyclical learning rates"). The
-    default ``batch_size`` (None) makes the ``steps`` batches one pass over the data
-    (``ceil(n / steps)`` samples each); smaller batches or more steps cycle through
-    the data, reshuffled each pass. The test stops early when the smoothed loss
-    (exponential moving average with factor ``smoothing``, bias-corrected) exceeds
-    ``diverge`` times its minimum or anything becomes non-finite. ``optimizer`` and
-    ``optimizer_settings`` (e.g. ``momentum=0.9``) should be those you will train with:
+    parameters with the current lr (Smith 2017, "Cyclical learning rates for
+    training neural networks"). The default ``batch_size`` (None) makes the
+    ``steps`` batches one pass over the data (``ceil(n / steps)`` samples each, but
+    at least 32, so that one batch's noise does not hide the trend); smaller batches
+    or more steps cycle through the data, reshuffled each pass. The test stops early
+    when the running loss (exponential moving average with factor ``smoothing``,
+    bias-corrected) exceeds ``diverge`` times its minimum or a value stops being
+    finite. ``optimizer`` and ``optimizer_settings`` (e.g. ``momentum=0.9``) should be
+    those you will train with:
     the right lr depends on them. Returns an :class:`LRFinder` (``.suggestion``, ``.plot()``).
     """
     _bounds("lr_find", start, end, positive=True)
@@ -458,7 +461,7 @@ def lr_find(objective, data, start=1e-6, end=1.0, steps=100, optimizer="adam", b
     opt.reset()
     kernel = objective.compile()
     schedule = np.geomspace(start, end, steps)
-    lrs, losses, smoothed = [], [], []
+    lrs, losses = [], []
     average, best, stop_reason = 0.0, math.inf, "end"
     order, position = order_rng.permutation(n), 0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -472,12 +475,10 @@ def lr_find(objective, data, start=1e-6, end=1.0, steps=100, optimizer="adam", b
             lrs.append(float(lr))
             losses.append(loss)
             if not (math.isfinite(loss) and np.isfinite(gradient).all()):
-                smoothed.append(math.nan)
                 stop_reason = "diverged"
                 break
             average = smoothing * average + (1 - smoothing) * loss
             current = average / (1 - smoothing ** (step + 1))
-            smoothed.append(current)
             best = min(best, current)
             if current > diverge * best and step > 0:
                 stop_reason = "diverged"
@@ -487,24 +488,30 @@ def lr_find(objective, data, start=1e-6, end=1.0, steps=100, optimizer="adam", b
             if not np.isfinite(theta).all():
                 stop_reason = "diverged"
                 break
-    lrs, losses, smoothed = np.array(lrs), np.array(losses), np.array(smoothed)
+    finite = np.isfinite(losses)
+    lrs, losses = np.array(lrs)[finite], np.array(losses)[finite]
+    smoothed = _centred_mean(losses, max(1, steps // 20))
     suggestion, lr_min_loss = _suggest(lrs, smoothed)
     return LRFinder(lrs, losses, smoothed, suggestion, lr_min_loss, stop_reason)
 
 
+def _centred_mean(values, h):
+    """Mean of each value and its h neighbours either side (fewer at the ends)."""
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(len(values))
+    low, high = np.maximum(index - h, 0), np.minimum(index + h + 1, len(values))
+    return (sums[high] - sums[low]) / (high - low)
+
+
 def _suggest(lrs, smoothed):
     """(lr of steepest descent of the smoothed loss before its minimum, lr of the minimum)."""
-    finite = np.isfinite(smoothed)
-    if finite.sum() < 3:
-        raise SymdiffError(f"the learning-rate range test diverged after {int(finite.sum())} steps; "
+    if len(lrs) < 3:
+        raise SymdiffError(f"the learning-rate range test diverged after {len(lrs)} steps; "
                            f"start from a smaller lr (start={lrs[0]:g})")
-    lrs, smoothed = lrs[finite], smoothed[finite]
     lowest = int(np.argmin(smoothed))
-    # Slope over a window of 2h steps either side, so batch noise does not pass for descent.
     h = max(1, len(lrs) // 20)
     logs = np.log(lrs)
-    centres = np.arange(h, max(h + 1, min(lowest, len(lrs) - 1 - h) + 1))
-    centres = centres[centres + h < len(lrs)]
+    centres = np.arange(h, min(lowest, len(lrs) - 1 - h) + 1)
     if not len(centres):
         return float(lrs[lowest]), float(lrs[lowest])
     slope = (smoothed[centres + h] - smoothed[centres - h]) / (logs[centres + h] - logs[centres - h])

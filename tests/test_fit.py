@@ -162,6 +162,8 @@ def test_bad_data_and_arguments_name_the_problem(objective):
         fit(objective, data, init={"q": 1.0}, epochs=1, progress=False)
     with pytest.raises(DataError, match="3 parameters"):
         fit(objective, data, init=[1.0, 2.0], epochs=1, progress=False)
+    with pytest.raises(DataError, match="'b' the value nan"):
+        fit(objective, data, init={"b": float("nan")}, epochs=1, progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         fit(objective, data, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="unknown optimizer"):
