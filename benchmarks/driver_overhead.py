@@ -11,7 +11,9 @@ W1 is linear regression (8 features + bias, N = 1,000,000). For mini-batches of
   epoch's steps, one optimizer step).
 
 Run: ``python benchmarks/driver_overhead.py`` (``--quick`` uses N = 100,000 and
-fewer repeats; ``--threads`` is passed to ``compile``).
+fewer repeats; ``--threads`` is passed to ``compile``; ``--wait-quiet 300`` first
+waits up to 5 minutes for the shared machine to go idle, and the load other
+processes caused during the run is printed with the figures).
 """
 
 import argparse
@@ -27,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import symdiff as sd  # noqa: E402
 from symdiff import optim  # noqa: E402
 from symdiff.training import fit  # noqa: E402
+from report import LoadMonitor, wait_until_quiet  # noqa: E402
 from workloads import linear_regression  # noqa: E402
 
 
@@ -93,6 +96,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="N = 100,000 and 3 repeats")
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: compile's)")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to SECONDS for other processes to leave the cores idle")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else 1_000_000
     repeats = args.repeats or (3 if args.quick else 7)
@@ -103,6 +108,10 @@ def main(argv=None):
     size = len(workload.params)
     makers = {"SGD": lambda: optim.SGD(lr=1e-3), "Adam": lambda: optim.Adam(lr=1e-3)}
 
+    if args.wait_quiet > 0:
+        waited, load = wait_until_quiet(args.wait_quiet)
+        print(f"[waited {waited:.0f} s; other processes now busy on {load:.2f} cores]", flush=True)
+    monitor = LoadMonitor()
     print(f"W1: {workload.description}; medians of {repeats} repeats; "
           f"threads={args.threads or 'default'}, {os.cpu_count()} CPUs")
     header = (f"{'batch':>6} {'optimizer':>9} {'kernel steps/s':>15} {'fit steps/s':>12} "
@@ -123,6 +132,7 @@ def main(argv=None):
     print("fit/kernel: the share of the raw kernel's speed the driver keeps (1.00 = no overhead); "
           "overhead = fit step - kernel call;\ngather, shuffle (per step) and update are parts of that "
           "overhead timed alone; fit times are steady state (epochs 2 and 3 of 3).")
+    print(f"other processes kept {monitor.other_cores():.2f} of {os.cpu_count()} cores busy during the run")
 
 
 if __name__ == "__main__":
