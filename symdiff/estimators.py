@@ -9,8 +9,10 @@ the constructor stores its arguments and nothing else, ``fit(X, y)`` trains by
 
 ``X`` is a 2-D array whose columns are the ``inputs`` in the order given, or a
 pandas DataFrame whose column names include the inputs' names (other columns are
-ignored, order does not matter). A formula takes a fixed number of inputs, so
-any other number of columns is refused with a ValueError naming the inputs.
+ignored, order does not matter: unlike scikit-learn's own estimators, which refuse
+reordered columns at predict time, a formula knows its inputs by name). A formula
+takes a fixed number of inputs, so any other number of columns is refused with a
+ValueError (a :class:`~symdiff.errors.DataError`) naming the inputs.
 
 Compiling is the expensive part of a fit, and a search clones the estimator for
 every setting and fold. The derived objective and predictor of a formula are

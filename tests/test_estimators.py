@@ -9,6 +9,8 @@ inputs as the check's data has: every check runs on a formula it applies to.
 
 import pickle
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -168,6 +170,7 @@ def test_dataframe_columns_are_matched_by_name():
     np.testing.assert_array_equal(by_name.theta_, by_position.theta_)
     np.testing.assert_array_equal(by_name.feature_names_in_, ["x", "z"])
     np.testing.assert_array_equal(by_name.predict(frame), by_position.predict(X))
+    np.testing.assert_array_equal(by_name.predict(frame[["z", "x"]]), by_position.predict(X))
     with pytest.raises(ValueError, match=r"X has no column 'z'; the formula's inputs are x, z"):
         clone(by_name).fit(frame.drop(columns="z"), y)
 
@@ -246,3 +249,9 @@ def test_cross_val_score_equals_manual_folds():
     scores = cross_val_score(model, X, y, cv=folds)
     manual = [clone(model).fit(X[train], y[train]).score(X[test], y[test]) for train, test in folds.split(X)]
     np.testing.assert_array_equal(scores, manual)
+
+
+def test_importing_symdiff_does_not_import_scikit_learn():
+    code = "import symdiff, symdiff.tuning, sys; print('sklearn' in sys.modules, 'pandas' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.split() == ["False", "False"]
