@@ -171,7 +171,7 @@ def workload_table(w, rows) -> str:
                     "÷ numpy": _fmt(r.median / numpy_ms),
                     "cores used": f"{r.cores_used:.1f}",
                     "setup s": _fmt(r.setup_s, 2), "check (max rel err)": _status(r),
-                    "notes": r.contender.note}
+                    "notes": r.note}
         else:
             cell = {"contender": r.label, f"median {unit}": r.status, "notes": r.reason}
         lines.append("| " + " | ".join(cell.get(c, "–") for c in cols) + " |")

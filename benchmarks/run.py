@@ -64,6 +64,7 @@ class Row:
     inner: int = 1
     compile_times: dict | None = None
     kind: str = "peer"  # peer | floor | symdiff
+    note: str = ""
 
     @property
     def median(self) -> float:
@@ -200,6 +201,7 @@ def time_rows(rows, theta, repeats, target_s=None):
     for r in live:
         if np.isfinite(r.setup_s):
             r.setup_s = max(r.setup_s - r.median, 0.0)
+        r.note, r.contender = r.contender.note, None  # let its copy of the data go
 
 
 def run_workload(name, args):
@@ -218,7 +220,10 @@ def run_workload(name, args):
     ref = _reference(w)
     rows = prepare_rows(w, makers, ref, skip)
     time_rows(rows, w.theta, args.repeats, target_s=0.01 if name == "W5" else None)
-    return w, rows
+    info = workloads.Workload(w.name, w.kind, w.loss, w.params, w.data_symbols,
+                              tuple(np.empty(0, w.dtype) for _ in w.columns), w.theta, w.dtype,
+                              w.description, {"nbytes": w.nbytes})
+    return info, rows
 
 
 def main(argv=None):

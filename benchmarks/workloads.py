@@ -58,7 +58,7 @@ class Workload:
 
     @property
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in self.columns)
+        return self.extra.get("nbytes") or sum(c.nbytes for c in self.columns)
 
     def features(self) -> np.ndarray:
         """All data columns but the last (the target) as an (n, d) C-ordered matrix."""
