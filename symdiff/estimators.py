@@ -25,6 +25,7 @@ hold only plain arrays and dicts, so they pickle; an unpickled estimator finds
 Needs scikit-learn (``pip install 'symdiff-llvm[sklearn]'``).
 """
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
@@ -93,7 +94,6 @@ class _Compiled:
         per_sample = loss(self.model.output, target)
         self.objective = Objective(per_sample, self.model.params, list(self.model.inputs) + [target])
         self.input_names = [s.name for s in self.model.inputs]
-        self.param_names = [p.name for p in self.model.params]
 
     def predict(self, theta, X):
         return self.model.compile()(theta, np.ascontiguousarray(X, dtype=np.float64))
@@ -141,7 +141,7 @@ class _FormulaEstimator(BaseEstimator):
             return X
         missing = [name for name in names if name not in set(columns)]
         if missing:
-            raise ValueError(f"{type(self).__name__}: X has no column {', '.join(map(repr, missing))}; "
+            raise DataError(f"{type(self).__name__}: X has no column {', '.join(map(repr, missing))}; "
                              f"the formula's inputs are {', '.join(names)}")
         return X[names]
 
@@ -170,7 +170,8 @@ class _FormulaEstimator(BaseEstimator):
         options = {} if self.optimizer_options is None else dict(self.optimizer_options)
         if self.weight_decay is not None:
             options["weight_decay"] = self.weight_decay
-        optimizer = build_optimizer(self.optimizer, self.lr, **options)
+        # a copy, so that fitting never changes the optimizer instance the estimator was given
+        optimizer = build_optimizer(copy.deepcopy(self.optimizer), self.lr, **options)
         seed = self.random_state
         if isinstance(seed, np.random.RandomState):
             seed = int(seed.randint(2 ** 31 - 1))

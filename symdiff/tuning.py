@@ -257,6 +257,24 @@ def _fit_arguments(setting, fixed, epochs):
     return arguments
 
 
+def _check_settings(settings, fixed, epochs):
+    """Build every trial's arguments once, so a bad value fails now rather than an hour in.
+
+    Also refuses an optimizer setting that no trial's optimizer has (``momentum``
+    searched with Adam alone), which would otherwise be silently ignored.
+    """
+    applied, optimizers = set(), set()
+    for setting in settings:
+        optimizer = _fit_arguments(setting, fixed, epochs)["optimizer"]
+        optimizers.add(type(optimizer).__name__)
+        applied |= set(optimizer._settings())
+    wanted = {k for k in list(fixed) + list(settings[0]) if k in OPTIMIZER_SETTINGS}
+    unused = sorted(wanted - applied)
+    if unused:
+        raise ValueError(f"{', '.join(map(repr, unused))} is a setting of none of the optimizers searched "
+                         f"({', '.join(sorted(optimizers))})")
+
+
 def _progress(progress, total):
     if not (progress and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
         return None
@@ -295,8 +313,7 @@ def tune(objective, data, space, method="random", trials=None, cv=5, epochs=100,
     columns = _data_columns(objective, data)
     folds = _folds(len(columns[0]), cv, fold_rng)
     settings = _grid(space) if method == "grid" else _random_settings(space, trials, draw_rng)
-    for setting in settings:
-        _fit_arguments(setting, fixed, epochs)  # a bad value fails now, not after an hour
+    _check_settings(settings, fixed, epochs)
     kernel = objective.compile()
     splits = [({s: c[train] for s, c in zip(objective.data, columns)},
                {s: c[held] for s, c in zip(objective.data, columns)}) for train, held in folds]

@@ -201,6 +201,10 @@ def test_optimizer_settings_reach_the_optimizer():
     direct = sd.fit(plain.objective_, np.column_stack([X, y]), optimizer=sd.optim.SGD(lr=0.01, weight_decay=0.5),
                     epochs=20, seed=0, progress=False)
     np.testing.assert_array_equal(decayed.theta_, direct.params)
+    given = sd.optim.SGD(lr=0.5, momentum=0.9)
+    from_instance = clone(plain).set_params(optimizer=given).fit(X, y)
+    assert given.lr == 0.5 and given.state is None, "fit trains a copy of the optimizer it was given"
+    np.testing.assert_array_equal(from_instance.theta_, momentum.theta_)
     with pytest.raises(ValueError, match="SGD has no setting 'betas'"):
         clone(plain).set_params(optimizer_options={"betas": (0.9, 0.99)}).fit(X, y)
 

@@ -132,6 +132,8 @@ def test_optimizer_settings_apply_where_the_optimizer_has_them():
         tune(OBJECTIVE, data, {"learning_rate": [0.1]})
     with pytest.raises(ValueError, match="momentum"):
         tune(OBJECTIVE, data, {"optimizer": ["sgd"], "momentum": [-0.5]}, method="grid")
+    with pytest.raises(ValueError, match="'momentum' is a setting of none of the optimizers searched"):
+        tune(OBJECTIVE, data, {"optimizer": ["adam", "adamw"], "momentum": [0.9]}, method="grid")
 
 
 def test_diverging_trials_score_inf_and_rank_last():
