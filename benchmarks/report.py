@@ -266,6 +266,21 @@ def targets(results) -> str:
     return "### Targets of issue 3\n\n" + "\n".join(lines) + "\n"
 
 
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(path: Path, text: str) -> None:
+    """Replace what lies between the results markers of ``path`` with ``text``."""
+    readme = path.read_text()
+    head, _, rest = readme.partition(README_START)
+    _, found, tail = rest.partition(README_END)
+    if not found:
+        raise SystemExit(f"{path} has no {README_START} … {README_END} markers")
+    body = text.replace("## symdiff benchmark", "### symdiff benchmark", 1)
+    body = body.replace("\n### ", "\n#### ")
+    path.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")
+
+
 def render(results, args, elapsed, other_cores) -> str:
     mode = "--quick" if args.quick else "full"
     header = (f"## symdiff benchmark ({mode}, {args.repeats} interleaved rounds, medians)\n\n"

@@ -235,6 +235,8 @@ def main(argv=None):
                         help="comma-separated workloads: W1..W6, or W1-f32..W4-f32")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 11, quick 7)")
     parser.add_argument("--out", default=None, help="also write the markdown report here")
+    parser.add_argument("--readme", action="store_true",
+                        help="also put the report into benchmarks/README.md (Latest results)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to SECONDS for other processes to leave the "
                              "cores idle (the machine is shared)")
@@ -270,6 +272,8 @@ def main(argv=None):
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    if args.readme:
+        report.update_readme(HERE / "README.md", text)
     wrong = [(w.name, r.label) for w, rows in results for r in rows if r.status == "WRONG"]
     if wrong:
         print(f"gradient check failed: {wrong}", file=sys.stderr)
