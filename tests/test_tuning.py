@@ -209,3 +209,21 @@ def test_lr_find_refuses_bad_ranges():
         lr_find(OBJECTIVE, line_data(50), start=1, end=0.1)
     with pytest.raises(ValueError):
         lr_find(OBJECTIVE, line_data(50), steps=2)
+
+
+def test_progress_bar_over_trials_on_a_terminal(monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    tune(OBJECTIVE, line_data(40), {"lr": [0.01, 0.03, 0.1]}, method="grid", cv=2, epochs=2)
+    shown = terminal.getvalue()
+    assert "3/3" in shown and "trial" in shown and "best=" in shown and "epoch" not in shown
+    quiet = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    tune(OBJECTIVE, line_data(40), {"lr": [0.01]}, method="grid", cv=2, epochs=2, progress=False)
+    assert quiet.getvalue() == ""
