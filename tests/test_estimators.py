@@ -19,17 +19,18 @@ import sympy as sp
 
 sklearn = pytest.importorskip("sklearn")
 
-import codegen  # noqa: E402
-import symdiff as sd  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, cross_val_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import estimator_checks_generator  # noqa: E402
-from symdiff.errors import DataError, FormulaError  # noqa: E402
-from symdiff.estimators import FormulaClassifier, FormulaRegressor  # noqa: E402
-from symdiff.tuning import loguniform  # noqa: E402
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import estimator_checks_generator
+
+import codegen
+import symdiff as sd
+from symdiff.errors import DataError, FormulaError
+from symdiff.estimators import FormulaClassifier, FormulaRegressor
+from symdiff.tuning import loguniform
 
 WIDTH_REFUSED = re.compile(r"the formula takes \d+ input columns? \(.*\) but X has (\d+) column")
 
