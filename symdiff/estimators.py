@@ -26,6 +26,7 @@ Needs scikit-learn (``pip install 'symdiff-llvm[sklearn]'``).
 """
 
 import copy
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -55,6 +56,7 @@ __all__ = ["FormulaRegressor", "FormulaClassifier"]
 
 _CACHE_SIZE = 32
 _COMPILED = OrderedDict()
+_COMPILED_LOCK = threading.Lock()
 
 
 def _formula_expr(formula):
@@ -102,14 +104,15 @@ class _Compiled:
 def _compiled(formula, params, inputs, loss):
     expr = _formula_expr(formula)
     key = (expr, _names(params, "params"), _names(inputs, "inputs"), loss)
-    entry = _COMPILED.get(key)
-    if entry is None:
-        entry = _Compiled(expr, params, inputs, loss)
-        _COMPILED[key] = entry
-        while len(_COMPILED) > _CACHE_SIZE:
-            _COMPILED.popitem(last=False)
-    else:
-        _COMPILED.move_to_end(key)
+    with _COMPILED_LOCK:  # searches with a threading backend fit clones concurrently
+        entry = _COMPILED.get(key)
+        if entry is None:
+            entry = _Compiled(expr, params, inputs, loss)
+            _COMPILED[key] = entry
+            while len(_COMPILED) > _CACHE_SIZE:
+                _COMPILED.popitem(last=False)
+        else:
+            _COMPILED.move_to_end(key)
     return entry
 
 
