@@ -61,7 +61,8 @@ def _build(program, dtype, functions, cache):
     The cache key is the program text, the functions asked for, the dtype, the target
     (triple, CPU, features, vector width, llvmlite version) and the code generator's source.
     """
-    from .jit import NativeLibrary, optimize_and_emit
+    from .jit import NativeLibrary
+    from .worker import optimize
 
     single = _dtype_flag(dtype)
     target = host_target()
@@ -91,7 +92,7 @@ def _build(program, dtype, functions, cache):
         t0 = time.perf_counter()
         llvm_ir = lower()
         times["lower_to_llvm"] = time.perf_counter() - t0
-        compiled = optimize_and_emit(llvm_ir)
+        compiled = optimize(llvm_ir)
         object_code, optimized_ir = compiled.object_code, compiled.optimized_ir
         times.update(compiled.times)
         STATS["compiled"] += 1
