@@ -16,11 +16,22 @@ from .nets import mlp
 from .parse import parse_formula, parse_model
 from .regularization import l1, l2, regularized
 from .training import FitResult, History, fit
+from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, uniform
 
 __version__ = "0.1.0"
 
 __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp", "Program",
            "Instr", "evaluate", "losses", "optim", "schedules", "fit", "FitResult", "History",
            "l1", "l2", "regularized", "parse_formula", "parse_model",
+           "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
+           "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",
            "DivergenceError", "__version__"]
+
+
+def __getattr__(name):
+    # the estimators import scikit-learn, an optional extra: load them on first use
+    if name in ("FormulaRegressor", "FormulaClassifier"):
+        from . import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'symdiff' has no attribute {name!r}")
