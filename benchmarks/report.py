@@ -158,7 +158,7 @@ def workload_table(w, rows) -> str:
     head = (f"### {w.name}: {w.description} ({np.dtype(w.dtype).name}, "
             f"{w.nbytes / 1e6:.3g} MB of data)\n\n")
     cols = ["contender", f"median {unit}", f"min {unit}", "÷ numba", "÷ floor", "÷ numpy",
-            "cores used", "setup s", "check (max rel err)", "notes"]
+            "cores used", f"CPU {unit}", "setup s", "check (max rel err)", "notes"]
     if small:
         cols.remove("÷ floor")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -170,6 +170,7 @@ def workload_table(w, rows) -> str:
                     "÷ floor": _fmt(r.median / floor.median if floor else None),
                     "÷ numpy": _fmt(r.median / numpy_ms),
                     "cores used": f"{r.cores_used:.1f}",
+                    f"CPU {unit}": _fmt(r.cpu_median * scale),
                     "setup s": _fmt(r.setup_s, 2), "check (max rel err)": _status(r),
                     "notes": r.note}
         else:

@@ -71,6 +71,11 @@ class Row:
         return float(np.median(self.times)) if self.times else float("nan")
 
     @property
+    def cpu_median(self) -> float:
+        """Median process CPU seconds per call (all threads): what the call cost the machine."""
+        return float(np.median(np.multiply(self.times, self.cpu))) if self.cpu else float("nan")
+
+    @property
     def cores_used(self) -> float:
         return float(np.median(self.cpu)) if self.cpu else float("nan")
 
