@@ -374,6 +374,15 @@ def test_history_plot_saves_png(objective, tmp_path):
     figure = result.history.plot(path)
     assert path.stat().st_size > 1000 and open(path, "rb").read(4) == b"\x89PNG"
     assert len(figure.axes[0].lines) == 2
+    losses = result.history.train_loss + result.history.val_loss
+    assert figure.axes[0].get_yscale() == ("log" if max(losses) > 30 * min(losses) else "linear")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = result.history.plot()
+    assert plt.fignum_exists(shown.number) and shown.axes[0].get_yscale() in ("linear", "log")
+    plt.close(shown)
     columns = result.history.as_dict()
     assert set(columns) >= {"train_loss", "val_loss", "lr", "grad_norm", "time", "steps"}
     assert np.all(np.diff(columns["time"]) >= 0) and math.isfinite(columns["time"][-1])
