@@ -12,6 +12,7 @@ any optimizer. The protocol is two calls:
 Epoch ``e`` counts from 0, so ``StepLR(10, 0.5)`` trains epochs 0..9 at the base
 rate, 10..19 at half of it. The closed forms below equal torch's chained updates
 (up to rounding). A plain function ``epoch -> lr`` is accepted wherever a schedule is.
+A schedule object keeps the state of one fit at a time: give concurrent fits their own.
 """
 
 import math
