@@ -3,7 +3,8 @@
 Each optimizer updates a float64 1-D parameter vector in place from its gradient:
 ``opt.step(theta, grad)``. Its state (momentum buffers, running averages, step
 count) is created on the first step and dropped by ``opt.reset()``; ``opt.lr`` is a
-plain attribute that learning-rate schedules change between epochs.
+plain attribute that learning-rate schedules change between epochs. An
+optimizer object keeps the state of one run at a time: give concurrent fits their own.
 
 The update rules are torch.optim's, term for term (where eps goes, bias
 correction, how weight decay enters, Nesterov's form), because that is what users
