@@ -280,11 +280,12 @@ class KernelCache:
 
     def _disable(self, reason: str) -> None:
         self.reason_disabled = reason
-        self._warn(f"kernel cache disabled: {reason}")
+        self._warn(f"kernel cache disabled: {reason}", stacklevel=4)
 
     @staticmethod
-    def _warn(message: str) -> None:
-        warnings.warn(message, CacheWarning, stacklevel=3)
+    def _warn(message: str, stacklevel: int = 3) -> None:
+        """Warn at the line that called the public method (``stacklevel`` counts from here)."""
+        warnings.warn(message, CacheWarning, stacklevel=stacklevel)
 
 
 def _entry_header(key: str, data: bytes) -> bytes:
