@@ -332,3 +332,45 @@ def test_unwritable_location_disables_without_failing(tmp_path):
     with pytest.warns(CacheWarning):
         cache = KernelCache(blocker / "cache")
     assert_refused(cache)
+
+
+def test_processes_compiling_one_objective_at_once_share_one_whole_entry(tmp_path):
+    """Four processes compile the same objective at the same moment into an empty cache; a fifth loads it."""
+    directory = tmp_path / "compile-cache"
+    go = tmp_path / "go"
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time, warnings
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        warnings.simplefilter("error")
+        import numpy as np, sympy as sp, symdiff as sd, codegen
+        a, b, c, x, y = sp.symbols("a b c x y", real=True)
+        objective = sd.Objective((a * sp.exp(-b * x) + c - y) ** 2, params=[a, b, c], data=[x, y])
+        objective.program()
+        open(os.path.join({str(tmp_path)!r}, "ready-%d" % os.getpid()), "w").close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.001)
+        kernel = objective.compile()
+        loss, grad = kernel(np.array([1.0, 0.5, 0.1]), {{"x": np.linspace(0, 2, 101), "y": np.cos(np.linspace(0, 2, 101))}})
+        print(codegen.STATS["compiled"], codegen.STATS["disk_hits"], float(loss).hex(), *[g.hex() for g in grad.tolist()])
+        """
+    )
+    env = dict(os.environ, SYMDIFF_CACHE_DIR=str(directory), SYMDIFF_CACHE="1", SYMDIFF_COMPILE_WORKER="0")
+    racers = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("ready-*"))) < len(racers) and time.time() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    outputs = []
+    for process in racers:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outputs.append(out.split())
+    late = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert late.returncode == 0, late.stderr
+    compiled, disk_hits, *result = late.stdout.split()
+    assert (compiled, disk_hits) == ("0", "1"), "the fifth process did not load the cached kernel"
+    assert all(out[2:] == result for out in outputs), "processes disagree on the kernel's result"
+    assert len([p for p in directory.iterdir() if p.suffix == ".kernel"]) == 1
+    assert not [p for p in directory.iterdir() if p.name.startswith(".tmp-")]
