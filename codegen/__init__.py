@@ -72,7 +72,7 @@ def _build(program, dtype, functions, cache):
     def lower():
         return str(lower_to_llvm(program, single=single, lanes=lanes, isa=isa, functions=functions))
 
-    key = hashlib.sha256("\n".join([str(program), repr(sorted(functions.items())), str(single),
+    key = hashlib.sha256("\n".join([repr(program), repr(sorted(functions.items())), str(single),
                                      target.fingerprint, _source_digest()]).encode()).hexdigest()
     hit = _MEMORY.get(key)
     if hit is not None:

@@ -77,6 +77,10 @@ def check_theta(theta, names) -> np.ndarray:
 def check_columns(data, names, dtype) -> tuple[list, int]:
     """The data columns, in ``names`` order, as contiguous arrays of ``dtype``; and n."""
     dtype = np.dtype(dtype)
+    if data is None:
+        if names:
+            raise DataError(f"missing data: this kernel needs columns {', '.join(names)}")
+        return [], 1
     if isinstance(data, np.ndarray) or (hasattr(data, "shape") and hasattr(data, "dtype")
                                          and not hasattr(data, "keys")):
         arr = np.asarray(data)
@@ -89,13 +93,18 @@ def check_columns(data, names, dtype) -> tuple[list, int]:
         if arr.dtype == dtype and arr.flags.f_contiguous:
             cols = [arr[:, j] for j in range(arr.shape[1])]
         else:
-            t = np.ascontiguousarray(arr.T, dtype=dtype)
+            _check_copy_fits("data", arr.size, dtype)
+            with np.errstate(over="ignore"):  # out-of-range values become inf, diagnosed later
+                t = np.ascontiguousarray(arr.T, dtype=dtype)
             cols = [t[j] for j in range(t.shape[0])]
         n = arr.shape[0]
     elif hasattr(data, "keys"):
         given = {}
         for key in data.keys():
-            given[_name(key)] = key
+            name = _name(key)
+            if name in given and name in names:
+                raise DataError(f"data column {name!r} is given twice (by name and by symbol)")
+            given[name] = key
         cols, n = [], None
         for name in names:
             if name not in given:
@@ -109,7 +118,7 @@ def check_columns(data, names, dtype) -> tuple[list, int]:
                                 f"{names[0]!r} has {n}")
             cols.append(col)
         if n is None:
-            raise DataError("this kernel has no data columns: pass n as {'__n__': n}")
+            n = 1  # no data columns: the loss depends on the parameters alone
     else:
         raise DataTypeError("data must be a mapping {symbol or name: 1-D array} or a 2-D array, "
                             f"got {type(data).__name__}")
@@ -134,7 +143,23 @@ def _column(name, value, dtype):
     _check_kind(a.dtype, f"data column {name!r}")
     if a.ndim != 1:
         raise DataError(f"data column {name!r} must be 1-D, got shape {a.shape}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    if not (a.dtype == dtype and a.flags.c_contiguous):
+        _check_copy_fits(f"data column {name!r}", a.shape[0], dtype)
+    with np.errstate(over="ignore"):  # out-of-range values become inf, diagnosed later
+        return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _check_copy_fits(what, n_values, dtype):
+    """Refuse to copy strided or broadcast data larger than half the free memory."""
+    need = int(n_values) * np.dtype(dtype).itemsize
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > free // 2:
+        raise DataError(f"{what} would need a contiguous {np.dtype(dtype)} copy of "
+                        f"{need / 2**30:.1f} GiB ({n_values} values), more than half the free "
+                        f"memory; pass a contiguous {np.dtype(dtype)} array")
 
 
 def _diagnose(cols, names, what):
@@ -236,6 +261,8 @@ class Kernel:
                 c = data.get(key)
                 if c is None:
                     c = data.get(name)
+                elif key is not name and name in data:
+                    return check_columns(data, self.data, self.dtype)  # raises: given twice
                 if not (type(c) is np.ndarray and c.dtype == self.dtype and c.ndim == 1
                         and c.flags.c_contiguous):
                     return check_columns(data, self.data, self.dtype)
@@ -283,7 +310,7 @@ class Kernel:
             self._asm = assembly(self.optimized_llvm_ir)
         return self._asm
 
-    def __call__(self, theta, data):
+    def __call__(self, theta, data=None):
         """Mean loss and mean gradient over the batch ``data`` at parameters ``theta``.
 
         A non-finite loss is diagnosed: NaN or infinity in theta or in a data column raises
@@ -305,7 +332,7 @@ class Kernel:
             _diagnose(cols, self.data, "loss")
         return loss, grad
 
-    def value(self, theta, data) -> float:
+    def value(self, theta, data=None) -> float:
         cols, n = self._columns(data)
         ptrs, ptrs_addr = self._pointers(cols)
         sc = self._vscratch

@@ -38,8 +38,8 @@ class Program:
     labels: tuple           # one readable label per output, e.g. "loss", "dloss/dw"
 
     def __str__(self):
-        lines = [f"# params: {', '.join(self.params) or '-'}",
-                 f"# data:   {', '.join(self.data) or '-'}"]
+        lines = [f"# params: {', '.join(map(format_name, self.params)) or '-'}",
+                 f"# data:   {', '.join(map(format_name, self.data)) or '-'}"]
         lines += [str(ins) for ins in self.body]
         lines += [f"{label} = {format_arg(out)}" for label, out in zip(self.labels, self.outputs)]
         return "\n".join(lines)
@@ -112,7 +112,15 @@ def format_arg(a) -> str:
         if a.is_integer() and abs(a) < 1e15:
             return str(int(a))
         return repr(a)
-    return str(a)
+    if isinstance(a, int):
+        return str(a)
+    return format_name(a)
+
+
+def format_name(name: str) -> str:
+    """A variable name as printed: quoted with backticks unless it is a plain identifier,
+    so a symbol named ``2`` or ``a+b`` cannot be read as a constant or an expression."""
+    return name if name.isidentifier() else "`" + name.replace("`", "``") + "`"
 
 
 def format_call(op: str, args) -> str:

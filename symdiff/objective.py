@@ -47,10 +47,42 @@ def _as_expr(e, what="loss"):
     return e
 
 
+def _free_symbols(expr) -> set:
+    """The symbols of ``expr``, found without recursion (deep formulas exceed Python's stack)."""
+    cached = getattr(expr, "_symdiff_free", None)
+    if cached is not None:
+        return cached
+    seen, out, stack = set(), set(), [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, sp.Symbol):
+            out.add(e)
+            continue
+        for a in getattr(e, "args", ()):
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return out
+
+
+def _guard_depth(fn):
+    """Turn SymPy's RecursionError on absurdly deep formulas into a FormulaError."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise FormulaError("the formula is nested too deeply for SymPy to process "
+                               "(Python's recursion limit); split it into smaller pieces") from None
+    return wrapper
+
+
 def _symbols(items, expr, what):
     """Resolve a list of symbols or names against the free symbols of ``expr``."""
     by_name = {}
-    for s in expr.free_symbols:
+    for s in _free_symbols(expr):
         by_name.setdefault(s.name, s)
     out = []
     for it in items:
@@ -84,6 +116,7 @@ class _Derived:
             self.times["differentiate"] = time.perf_counter() - t1
 
 
+@_guard_depth
 def grad(expr, wrt) -> list:
     """Reverse-mode symbolic gradient of a scalar expression w.r.t. the symbols ``wrt``.
 
@@ -94,7 +127,7 @@ def grad(expr, wrt) -> list:
     if isinstance(wrt, (sp.Symbol, str)):
         wrt = [wrt]
     wrt = _symbols(wrt, expr, "wrt")
-    others = tuple(sorted((s for s in expr.free_symbols if s.name not in {w.name for w in wrt}),
+    others = tuple(sorted((s for s in _free_symbols(expr) if s.name not in {w.name for w in wrt}),
                           key=lambda s: s.name))
     d = _Derived([expr], wrt, others, gradient_of=0)
     symbols = {s.name: s for s in list(wrt) + list(others)}
@@ -129,6 +162,7 @@ class Objective:
     ``data`` defaults to every free symbol of ``loss`` that is not a parameter.
     """
 
+    @_guard_depth
     def __init__(self, loss, params, data=None):
         self.loss = _as_expr(loss)
         if isinstance(params, (sp.Symbol, str)):
@@ -138,7 +172,7 @@ class Objective:
             raise FormulaError("an objective needs at least one parameter")
         pnames = {p.name for p in self.params}
         if data is None:
-            data = sorted((s for s in self.loss.free_symbols if s.name not in pnames),
+            data = sorted((s for s in _free_symbols(self.loss) if s.name not in pnames),
                           key=lambda s: s.name)
         elif isinstance(data, (sp.Symbol, str)):
             data = [data]
@@ -147,7 +181,7 @@ class Objective:
         if clash:
             raise FormulaError(f"{sorted(clash)} cannot be both a parameter and a data column")
         known = pnames | {d.name for d in self.data}
-        unknown = sorted({s.name for s in self.loss.free_symbols} - known)
+        unknown = sorted({s.name for s in _free_symbols(self.loss)} - known)
         if unknown:
             raise FormulaError(f"the loss uses {unknown}, which are neither params nor data")
         self._derived = None
@@ -165,6 +199,7 @@ class Objective:
     def _symbol_map(self):
         return {s.name: s for s in self.params + self.data}
 
+    @_guard_depth
     def gradient(self) -> list:
         """The per-sample gradient in ``params`` order, as readable SymPy expressions."""
         if self._gradient is None:
@@ -172,6 +207,7 @@ class Objective:
             self._gradient = [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, self._symbol_map)]
         return list(self._gradient)
 
+    @_guard_depth
     def program(self) -> Program:
         """The straight-line program computing the loss and every gradient entry (the IR)."""
         if self._program is None:
@@ -204,6 +240,11 @@ class Objective:
         return (f"Objective(loss={self.loss}, params=[{', '.join(p.name for p in self.params)}], "
                 f"data=[{', '.join(d.name for d in self.data)}])")
 
+    def regularized(self, l2=0.0, l1=0.0, params=None) -> "Objective":
+        """This objective plus symbolic L2/L1 penalties (see :func:`symdiff.regularized`)."""
+        from .regularization import regularized
+        return regularized(self, l2=l2, l1=l1, params=params)
+
     def __add__(self, penalty):
         """``objective + penalty``: the same objective with ``penalty`` added to the loss."""
         return Objective(self.loss + penalty, self.params, self.data)
@@ -227,6 +268,7 @@ class Objective:
 class Model:
     """A per-sample prediction ``output`` of ``inputs`` with parameters ``params``."""
 
+    @_guard_depth
     def __init__(self, output, params, inputs=None):
         self.output = _as_expr(output, "model output")
         if isinstance(params, (sp.Symbol, str)):
@@ -234,18 +276,19 @@ class Model:
         self.params = _symbols(list(params), self.output, "params")
         pnames = {p.name for p in self.params}
         if inputs is None:
-            inputs = sorted((s for s in self.output.free_symbols if s.name not in pnames),
+            inputs = sorted((s for s in _free_symbols(self.output) if s.name not in pnames),
                             key=lambda s: s.name)
         elif isinstance(inputs, (sp.Symbol, str)):
             inputs = [inputs]
         self.inputs = _symbols(list(inputs), self.output, "inputs")
-        unknown = sorted({s.name for s in self.output.free_symbols} - pnames
+        unknown = sorted({s.name for s in _free_symbols(self.output)} - pnames
                          - {d.name for d in self.inputs})
         if unknown:
             raise FormulaError(f"the model uses {unknown}, which are neither params nor inputs")
         self._program = None
         self._kernels = {}
 
+    @_guard_depth
     def program(self) -> Program:
         if self._program is None:
             d = _Derived([self.output], self.params, self.inputs)

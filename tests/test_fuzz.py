@@ -450,26 +450,19 @@ def test_random_formulas_compile_to_correct_kernels(formula, dtype):
     run_case("compile: random valid formula", compile_and_check, "either", lambda kernel: None)
 
 
-# -- known bugs, kept out of the fuzzers so they stay green -------------------------------
+# -- bugs found by fuzzing, fixed; kept as regression tests -------------------------------
 
-@pytest.mark.xfail(strict=True, reason="core bug: the same column given by name and by symbol is silently "
-                                        "resolved to one of them")
 def test_a_column_given_twice_is_refused():
     with pytest.raises(DOCUMENTED):
         KERNEL64(np.array([1.0, 0.5]), {"x": np.ones(3), x: np.zeros(3), "y": np.ones(3)})
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a kernel without data columns asks for {'__n__': n} "
-                                        "and then refuses it")
 def test_objective_without_data_columns_takes_the_batch_size_it_asks_for():
     kernel = sd.Objective(w ** 2 + b ** 2, params=[w, b], data=[]).compile()
-    loss, grad = kernel(np.array([1.0, 0.5]), {"__n__": 5})
+    loss, grad = kernel(np.array([1.0, 0.5]))
     assert loss == 1.25 and list(grad) == [2.0, 1.0]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the compile cache key is str(program), where a data symbol "
-                                        "named '2' and the constant 2 print alike; the second objective gets the "
-                                        "first one's kernel (in memory and on disk); repr(program) tells them apart")
 def test_a_symbol_named_like_a_number_is_not_the_number():
     two = sp.Symbol("2", real=True)
     data = {"2": np.full(4, 5.0)}
@@ -537,15 +530,7 @@ def count_subprocess_case(name, outcome):
     OUTCOMES[f"subprocess: {name}", outcome] += 1
 
 
-HUGE_BUG = ("core bug: stride-0 (broadcast) columns are copied into n contiguous values before any size "
-            "check; 2**31+1 samples allocate 16 GiB (MemoryError under a 4 GiB limit; without one, Linux "
-            "overcommit can let the OOM killer end the process)")
-DEEP_BUG = ("core bug: formulas nested 10,000 deep raise a bare RecursionError (Objective() walks "
-            "free_symbols recursively) instead of a FormulaError or a result")
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=HUGE_BUG))
-                                  if "2**" in name else name for name in HUGE_BATCHES])
+@pytest.mark.parametrize("name", list(HUGE_BATCHES))
 def test_batches_claiming_huge_n_end_cleanly(name):
     body = ("k = sd.Objective((w*x + b - y)**2, params=[w, b], data=[x, y]).compile()\n"
             "m = sd.Model(w*x + b, params=[w, b], inputs=[x]).compile()\n"
@@ -555,8 +540,7 @@ def test_batches_claiming_huge_n_end_cleanly(name):
     assert kind in ("documented", "result"), f"{name}: {detail}"
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=DEEP_BUG))
-                                  if "deep" in name else name for name in ABSURD_FORMULAS])
+@pytest.mark.parametrize("name", list(ABSURD_FORMULAS))
 def test_absurd_formulas_end_cleanly(name):
     body = (ABSURD_FORMULAS[name] + "\n"
             "def build():\n"
