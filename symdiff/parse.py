@@ -11,7 +11,9 @@ The grammar is Python's expression syntax restricted to:
 
 * numbers: integers become ``sp.Integer``, decimals and exponent notation
   (``0.5``, ``1e-3``) become ``sp.Float`` in double precision, the precision the
-  kernels compute in. Write ``1/2`` for the exact rational;
+  kernels compute in. Write ``1/2`` for the exact rational. Roots of exact numbers
+  above ``MAX_EXACT_RADICAND`` (``sqrt(2**1000 + 1)``) become floats: kept exact,
+  SymPy would factor their products;
 * names, which become real symbols (``sp.Symbol(name, real=True)``) unless
   ``symbols`` maps them to a symbol of the caller's; ``pi``, ``e`` and ``E`` are
   the constants. Names starting with ``_`` are refused;
@@ -23,9 +25,12 @@ Everything else (attributes, subscripts, strings, lambdas, comprehensions,
 comparisons, keyword arguments, ...) raises :class:`~symdiff.errors.FormulaError`
 naming the offending part and its column. Work is bounded before anything is
 built: the text length, its number of operators and brackets (which bounds the
-depth of the tree :func:`ast.parse` constructs), the nesting depth, the size of
-integer literals, and the size of constant powers (``9**9**9**9`` is refused
-from the exponent's size, never computed).
+depth of the tree :func:`ast.parse` constructs), the nesting depth, and the size
+of constants: every constant subexpression is first evaluated in double precision,
+and one that overflows (``exp(1000)``, ``9**9**9**9``), is undefined (``log(0)``)
+or is not real (``sqrt(-1)``) is refused before SymPy builds it; exact constants
+are limited to ``MAX_CONSTANT_BITS``, a little above the range of a double, judged
+from sizes (``2**(-10**300)`` is never computed).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ MAX_LENGTH = 20_000
 MAX_OPERATORS = 1_500
 MAX_NESTING = 100
 MAX_CONSTANT_BITS = 1_100
+MAX_EXACT_RADICAND = 1_000
 
 Symbols = Mapping[str, sp.Basic] | Iterable[sp.Symbol] | None
 
@@ -375,81 +381,128 @@ def _chain_kind(op: ast.operator) -> str | None:
 
 
 class _Builder:
-    """Builds SymPy objects from a tree that :func:`_check_tree` accepted."""
+    """Builds SymPy objects from a tree that :func:`_check_tree` accepted.
+
+    Each constant subexpression (one without symbols) is also evaluated in double
+    precision, from its parts' doubles, *before* SymPy builds it; a constant that
+    overflows, is undefined or is not real is refused there. So every number SymPy
+    ever sees lies within double range: evaluating it later (``evalf``, assumption
+    queries like ``is_zero``) stays cheap, instead of, e.g., reducing ``exp(2**1000)``
+    modulo pi for ``sin`` with 2**1000 bits of pi.
+    """
 
     def __init__(self, source, symbols: dict[str, sp.Basic]):
         self.source = source
         self.symbols = symbols
 
     def build(self, node: ast.AST) -> sp.Expr:
-        result = self._build(node)
-        if result.is_number and result.is_finite is False:
-            raise self.source.node_error("formula evaluates to an infinite or undefined value", node)
-        return result
+        return self._build(node)[0]
 
-    def _build(self, node: ast.AST) -> sp.Expr:
+    def _build(self, node: ast.AST) -> tuple[sp.Expr, float | None]:
+        """The SymPy expression of ``node`` and, for a constant, its double value (else None)."""
         if isinstance(node, ast.Constant):
-            return sp.Integer(node.value) if isinstance(node.value, int) else sp.Float(node.value)
+            value = node.value
+            return (sp.Integer(value) if isinstance(value, int) else sp.Float(value)), self._double(
+                lambda: float(value), node)
         if isinstance(node, ast.Name):
             return self._name(node)
         if isinstance(node, ast.UnaryOp):
-            operand = self._build(node.operand)
-            return -operand if isinstance(node.op, ast.USub) else operand
+            operand, double = self._build(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return operand, double
+            return -operand, (None if double is None else -double)
         if isinstance(node, ast.BinOp):
             kind = _chain_kind(node.op)
-            if kind == "sum":
-                return self._checked(sp.Add(*self._chain(node, kind)), node)
-            if kind == "product":
-                return self._checked(sp.Mul(*self._chain(node, kind)), node)
+            if kind is not None:
+                return self._chain(node, kind)
             return self._power(node)
         return self._call(node)
 
-    def _name(self, node: ast.Name) -> sp.Expr:
+    def _double(self, compute, node: ast.AST) -> float:
+        """``compute()`` as a finite real double, or a FormulaError naming ``node``."""
+        try:
+            value = compute()
+        except OverflowError:
+            value = math.inf
+        except ZeroDivisionError:
+            raise self.source.node_error("division by zero", node) from None
+        except ValueError:
+            raise self.source.node_error("constant is undefined (outside the function's domain)", node) from None
+        if isinstance(value, complex):
+            raise self.source.node_error("constant is not a real number", node)
+        if not math.isfinite(value):
+            raise self.source.node_error("constant overflows double precision", node)
+        return value
+
+    def _name(self, node: ast.Name) -> tuple[sp.Expr, float | None]:
         name = node.id
         if name in self.symbols:
-            return self.symbols[name]
-        if name in CONSTANTS:
-            return CONSTANTS[name]
-        if name in FUNCTIONS:
+            value = self.symbols[name]
+        elif name in CONSTANTS:
+            value = CONSTANTS[name]
+        elif name in FUNCTIONS:
             raise self.source.node_error(f"{name} is a function; call it as {name}(...)", node)
-        return sp.Symbol(name, real=True)
+        else:
+            return sp.Symbol(name, real=True), None
+        if getattr(value, "free_symbols", True):
+            return value, None
+        return value, self._double(lambda: float(value), node)
 
-    def _chain(self, node: ast.BinOp, kind: str) -> list[sp.Expr]:
-        """Terms (or factors) of a left-nested chain like ``a - b + c``, built without recursion on its length."""
-        right_operands = []
+    def _chain(self, node: ast.BinOp, kind: str) -> tuple[sp.Expr, float | None]:
+        """A left-nested chain like ``a - b + c`` (or ``a*b/c``) as one Add (Mul), built without
+        recursion on its length."""
+        operations = []
         while isinstance(node, ast.BinOp) and _chain_kind(node.op) == kind:
-            right_operands.append((node.op, node.right))
+            operations.append((node.op, node.right))
             node = node.left
-        items = [self._build(node)]
-        for op, right in reversed(right_operands):
-            value = self._build(right)
+        first, double = self._build(node)
+        items = [first]
+        for op, right in reversed(operations):
+            value, right_double = self._build(right)
             if isinstance(op, ast.Sub):
-                value = -value
+                value, right_double = -value, (None if right_double is None else -right_double)
             elif isinstance(op, ast.Div):
-                if value.is_zero:
+                if value is sp.S.Zero or right_double == 0.0:
                     raise self.source.node_error("division by zero", right)
-                value = sp.Pow(value, -1)
+                value, right_double = sp.Pow(value, -1), (None if right_double is None else 1.0 / right_double)
             items.append(value)
-        return items
+            if double is not None and right_double is not None:
+                left_double = double
+                combine = (lambda: left_double + right_double) if kind == "sum" else (lambda: left_double * right_double)
+                double = self._double(combine, node)
+            else:
+                double = None
+        return self._checked(sp.Add(*items) if kind == "sum" else sp.Mul(*items), node), double
 
-    def _power(self, node: ast.BinOp) -> sp.Expr:
-        base = self._build(node.left)
-        exponent = self._build(node.right)
-        if base.is_Number and exponent.is_Number and not _power_is_small(base, exponent):
-            raise self.source.node_error(
-                f"constant power is too large (more than {MAX_CONSTANT_BITS} bits)", node
-            )
-        if base.is_zero and exponent.is_Number and exponent.is_negative:
+    def _power(self, node: ast.BinOp) -> tuple[sp.Expr, float | None]:
+        (base, base_double), (exponent, exponent_double) = self._build(node.left), self._build(node.right)
+        if base_double is not None and exponent_double is not None:
+            double = self._double(lambda: base_double ** exponent_double, node)
+        else:
+            double = None
+        if exponent.is_Number and not _power_is_small(base, exponent):
+            raise self.source.node_error(f"constant power is too large (more than {MAX_CONSTANT_BITS} bits)", node)
+        if base is sp.S.Zero and exponent.is_Number and exponent < 0:
             raise self.source.node_error("division by zero", node)
-        return self._checked(sp.Pow(base, exponent), node)
+        if base.is_Rational and exponent.is_Rational and not exponent.is_Integer and _beyond_exact_roots(base):
+            base = sp.Float(base)
+        return self._checked(sp.Pow(base, exponent), node), double
 
-    def _call(self, node: ast.Call) -> sp.Expr:
-        function, _ = FUNCTIONS[node.func.id]
-        arguments = [self._build(argument) for argument in node.args]
-        return self._checked(function(*arguments), node)
+    def _call(self, node: ast.Call) -> tuple[sp.Expr, float | None]:
+        name = node.func.id
+        function, _ = FUNCTIONS[name]
+        built = [self._build(argument) for argument in node.args]
+        arguments = [expression for expression, _ in built]
+        doubles = [double for _, double in built]
+        double = None
+        if all(d is not None for d in doubles):
+            double = self._double(lambda: DOUBLE_FUNCTIONS[name](*doubles), node)
+        if function is sp.sqrt and arguments[0].is_Rational and _beyond_exact_roots(arguments[0]):
+            arguments[0] = sp.Float(arguments[0])
+        return self._checked(function(*arguments), node), double
 
     def _checked(self, value: sp.Expr, node: ast.AST) -> sp.Expr:
-        if value.is_Number and not value.is_finite or value is sp.zoo or value is sp.nan:
+        if value is sp.zoo or value is sp.nan or value is sp.oo or value is sp.S.NegativeInfinity:
             raise self.source.node_error("formula evaluates to an infinite or undefined value", node)
         numbers = [value] if value.is_Rational else [a for a in value.args if a.is_Rational]
         if any(_rational_bits(number) > MAX_CONSTANT_BITS for number in numbers):
@@ -457,22 +510,70 @@ class _Builder:
         return value
 
 
+def _sigmoid_double(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def _softplus_double(z: float) -> float:
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def _heaviside_double(z: float, at_zero: float = 0.5) -> float:
+    return 1.0 if z > 0 else 0.0 if z < 0 else at_zero
+
+
+# name in a formula -> the same function on doubles, for constant subexpressions
+DOUBLE_FUNCTIONS = {
+    "exp": math.exp, "log": lambda z, base=None: math.log(z) if base is None else math.log(z) / math.log(base),
+    "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan,
+    "sinh": math.sinh, "cosh": math.cosh, "tanh": math.tanh,
+    "asin": math.asin, "acos": math.acos, "atan": math.atan, "atan2": math.atan2, "erf": math.erf,
+    "abs": abs, "Abs": abs, "sign": lambda z: float((z > 0) - (z < 0)),
+    "max": max, "Max": max, "min": min, "Min": min,
+    "heaviside": _heaviside_double, "Heaviside": _heaviside_double,
+    "sigmoid": _sigmoid_double, "softplus": _softplus_double,
+}
+
+
+def _beyond_exact_roots(base: sp.Rational) -> bool:
+    """Whether a root of ``base`` should be a float: SymPy factors radicands, and products of
+    roots of large numbers make it factor huge integers (minutes for a dozen 1000-bit ones)."""
+    return abs(base.p) > MAX_EXACT_RADICAND or base.q > MAX_EXACT_RADICAND
+
+
 def _rational_bits(number: sp.Rational) -> int:
     return max(abs(number.p).bit_length(), number.q.bit_length())
 
 
-def _power_is_small(base: sp.Number, exponent: sp.Number) -> bool:
-    """Whether ``base**exponent`` of two numbers stays within MAX_CONSTANT_BITS, decided without computing it."""
-    if base in (sp.Integer(0), sp.Integer(1), sp.Integer(-1)):
+def _power_is_small(base: sp.Expr, exponent: sp.Number) -> bool:
+    """Whether SymPy can evaluate ``base**exponent`` without building a number over MAX_CONSTANT_BITS.
+
+    Decided from sizes, never by computing the power. Bases SymPy keeps symbolic under a
+    power (symbols, ``pi``, ``exp(...)``, ...) are always small enough.
+    """
+    bits = _exact_magnitude_bits(base)
+    if bits is None or bits == 0:
         return True
-    if isinstance(base, sp.Rational):
-        base_bits = max(math.log2(abs(base.p)), math.log2(base.q))
-    else:
-        magnitude = abs(float(base))
-        if magnitude == 0.0:
-            return True
-        if not math.isfinite(magnitude):
-            return False
-        base_bits = abs(math.log2(magnitude))
-    size = abs(float(exponent)) * base_bits
+    size = abs(float(exponent)) * bits
     return math.isfinite(size) and size <= MAX_CONSTANT_BITS
+
+
+def _exact_magnitude_bits(value: sp.Expr) -> float | None:
+    """A bound on |log2 |value|| for numbers SymPy evaluates exactly under a power
+    (rationals, floats, and their products and rational powers); None for anything else."""
+    if value in (sp.Integer(0), sp.Integer(1), sp.Integer(-1)):
+        return 0.0
+    if value.is_Rational:
+        return max(math.log2(abs(value.p)), math.log2(value.q))
+    if value.is_Float:
+        magnitude = abs(float(value))
+        if magnitude == 0.0:
+            return 0.0
+        return abs(math.log2(magnitude)) if math.isfinite(magnitude) else math.inf
+    if value.is_Pow and value.exp.is_Rational:
+        inner = _exact_magnitude_bits(value.base)
+        return None if inner is None else inner * abs(float(value.exp))
+    if value.is_Mul:
+        parts = [_exact_magnitude_bits(factor) for factor in value.args]
+        return None if any(part is None for part in parts) else sum(parts)
+    return None
