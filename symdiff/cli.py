@@ -8,7 +8,8 @@ on-disk kernel cache). Formula strings go through :mod:`symdiff.parse`, never
 
 Exit status: 0 on success; 2 for bad input (usage, formula, data file), with one
 line ``symdiff: error: ...`` on standard error and no traceback; 1 when a fit
-fails at run time (the loss diverged).
+fails at run time (the loss diverged) or on an internal error (its traceback is
+printed when the environment variable ``SYMDIFF_DEBUG`` is set).
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report("interrupted")
         return 130
+    except Exception as error:  # a bug of ours: one line, the traceback on request
+        if os.environ.get("SYMDIFF_DEBUG"):
+            raise
+        _report(f"internal error ({type(error).__name__}: {error}); "
+                "set SYMDIFF_DEBUG=1 to see the traceback, and please report it")
+        return RUNTIME_ERROR
 
 
 def _report(message: str) -> None:

@@ -311,3 +311,18 @@ def test_console_script_prints_a_gradient(tmp_path):
     printed = completed.stdout.strip().splitlines()[1].split(" = ", 1)[1]
     x, y = sp.symbols("x y", real=True)
     assert sp.simplify(parse_formula(printed) - (3 * x**2 + y)) == 0
+
+
+def test_internal_error_is_one_line_unless_debugging(capsys, monkeypatch):
+    import symdiff.cli as cli
+
+    def broken(expression, wrt):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "grad", broken)
+    monkeypatch.delenv("SYMDIFF_DEBUG", raising=False)
+    status, _, err = run(capsys, "grad", "x^2")
+    assert status == 1 and len(err.strip().splitlines()) == 1 and "internal error (RuntimeError: boom)" in err
+    monkeypatch.setenv("SYMDIFF_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["grad", "x^2"])
