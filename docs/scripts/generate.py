@@ -79,7 +79,8 @@ def cli_sessions():
 def examples():
     (GENERATED / "examples").mkdir(exist_ok=True)
     for script in sorted((REPOSITORY / "examples").glob("*.py")):
-        run([sys.executable, str(script), "--out", str(FIGURES)], GENERATED / "examples" / f"{script.stem}.txt",
+        out = ["--out", str(FIGURES)] if "--out" in script.read_text() else []
+        run([sys.executable, str(script), *out], GENERATED / "examples" / f"{script.stem}.txt",
             prompt=f"python examples/{script.name}")
 
 
