@@ -252,8 +252,17 @@ def _symbol_table(symbols) -> dict[str, sp.Basic]:
     if symbols is None:
         return {}
     if isinstance(symbols, Mapping):
-        return {str(name): value for name, value in symbols.items()}
-    return {symbol.name: symbol for symbol in symbols}
+        return {str(name): _as_sympy(value, name) for name, value in symbols.items()}
+    return {symbol.name: _as_sympy(symbol, symbol.name) for symbol in symbols}
+
+
+def _as_sympy(value, name) -> sp.Basic:
+    """A SymPy object for ``symbols[name]``: SymPy objects as they are, Python numbers converted."""
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FormulaError(f"symbols[{name!r}] must be a SymPy object or a number, not {type(value).__name__}")
+    return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
 
 
 def _parse(source: _Source, symbols: dict[str, sp.Basic]) -> sp.Expr:
@@ -444,7 +453,7 @@ class _Builder:
             raise self.source.node_error(f"{name} is a function; call it as {name}(...)", node)
         else:
             return sp.Symbol(name, real=True), None
-        if getattr(value, "free_symbols", True):
+        if value.free_symbols:
             return value, None
         return value, self._double(lambda: float(value), node)
 

@@ -60,6 +60,9 @@ def test_caller_symbols_are_used_in_place_of_fresh_ones():
     assert parse_formula("x + 1", symbols={"x": plain_x}) == plain_x + 1
     assert parse_formula("x + 1", symbols=[plain_x]) == plain_x + 1
     assert parse_formula("e*x", symbols={"e": a}) == a * x
+    assert parse_formula("k*x", symbols={"k": 2}) == 2 * x
+    with pytest.raises(FormulaError, match="must be a SymPy object"):
+        parse_formula("k*x", symbols={"k": "__import__('os')"})
 
 
 def test_unicode_names_are_symbols():
