@@ -13,9 +13,9 @@ peer that is not installed, or that does not apply to a workload, raises
 :class:`PeerUnavailable` with the reason; the harness prints ``n/a``.
 
 The hand-written NumPy peer is the reference every other gradient is checked
-against. The Numba peers are the hand-written fused single-pass loops (the
-practical limit for a scalar per-sample loop); the bandwidth floor is the time
-to read the workload's data once.
+against. The Numba peers are hand-written fused single-pass loops (see
+``numba_loops.py``), the practical limit of what a user writes by hand; the
+bandwidth floor is the time to read the workload's data once.
 """
 
 from __future__ import annotations
@@ -246,7 +246,6 @@ def prepare_symengine(w: Workload) -> Contender:
     try:
         f = se.Lambdify(args, exprs, backend="llvm", cse=True)
     except Exception as exc:  # noqa: BLE001 - wheel built without LLVM: any error
-
         f = se.Lambdify(args, exprs, cse=True)
         note = f"default backend (llvm unavailable: {type(exc).__name__}), cse"
     P, n = len(w.params), w.n
