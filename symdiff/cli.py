@@ -241,11 +241,13 @@ def run_demo(args) -> int:
     objective = Objective(loss, params=[w, b], data=[x, y])
     print("symdiff demo: linear regression by gradient descent, the tutorial's y = 3x + 2 + noise\n")
     print(f"data       100 samples: x ~ N(0, 1), y = 3x + 2 + N(0, 0.5^2)  (seed {args.seed})")
-    print(f"model      y_hat = {sp.sstr(model)}")
-    print(f"loss       {sp.sstr(loss)}   (averaged over the samples: mean squared error)")
+    unicode = _stdout_takes_unicode()
+    partial = "∂" if unicode else "d"
+    print(_indented("model", _labelled("y_hat", model, unicode)))
+    print(_indented("loss", _labelled("loss", loss, unicode), "   (mean over the samples: MSE)"))
     for index, (symbol, derivative) in enumerate(zip(objective.params, objective.gradient())):
-        label = "gradient" if index == 0 else ""
-        print(f"{label:10} d loss/d{symbol} = {sp.sstr(derivative)}")
+        label = _labelled(f"{partial}loss/{partial}{symbol}", derivative, unicode)
+        print(_indented("gradient" if index == 0 else "", label))
 
     started = time.perf_counter()
     kernel = objective.compile()
@@ -331,6 +333,16 @@ def _labelled(label: str, expression, unicode: bool) -> str:
     text = prettyForm(*form.left(f"{label} = ")).render(wrap_line=False)
     lines = [line.rstrip() for line in text.splitlines()]
     return "\n".join(lines) + ("\n" if len(lines) > 1 else "")
+
+
+def _indented(heading: str, block: str, note: str = "") -> str:
+    """``block`` in the report's second column; ``heading`` and ``note`` on its baseline (the labelled line)."""
+    lines = block.rstrip("\n").splitlines()
+    baseline = next((i for i, line in enumerate(lines) if line[:1] not in ("", " ")), 0)
+    return "\n".join(
+        f"{heading if i == baseline else '':10} {line}{note if i == baseline else ''}".rstrip()
+        for i, line in enumerate(lines)
+    )
 
 
 def _stdout_takes_unicode() -> bool:

@@ -64,7 +64,8 @@ def test_demo_fits_the_tutorial_line_quickly(capsys):
     status, out, err = run(capsys, "demo")
     assert status == 0, err
     assert time.perf_counter() - started < 30
-    assert "w*x + b" in out or "b + w*x" in out
+    assert "y_hat = b + w" in out
+    assert all(f"∂loss/∂{p}" in out or f"dloss/d{p}" in out for p in "wb")
     fitted = out.split("fitted", 1)[1].splitlines()[0]
     exact = out.split("least squares gives", 1)[1].splitlines()[0]
     w, b = (float(part.split("=")[1]) for part in fitted.split("(")[0].split(","))
