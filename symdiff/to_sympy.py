@@ -9,7 +9,7 @@ from .primitives import PRIMITIVES
 
 def nice_number(value: float):
     """A SymPy number equal to ``value``: an integer or a short fraction when exact."""
-    if value.is_integer() and abs(value) < 1e15:
+    if value.is_integer() and abs(value) < 2.0 ** 53:  # beyond, a float is not that integer
         return sp.Integer(int(value))
     r = sp.Rational(value).limit_denominator(1000)
     if float(r) == value:
