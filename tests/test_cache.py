@@ -374,3 +374,32 @@ def test_processes_compiling_one_objective_at_once_share_one_whole_entry(tmp_pat
     assert all(out[2:] == result for out in outputs), "processes disagree on the kernel's result"
     assert len([p for p in directory.iterdir() if p.suffix == ".kernel"]) == 1
     assert not [p for p in directory.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_compile_writes_the_cache_unless_told_not_to(tmp_path, monkeypatch):
+    """compile(cache=False) and SYMDIFF_CACHE=0 leave the directory empty; the default fills it."""
+    import numpy as np
+    import sympy as sp
+    import symdiff as sd
+
+    w, x = sp.symbols("w x", real=True)
+    directory = tmp_path / "compile-cache"
+    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(directory))
+    salt = sp.Rational(os.getpid(), 7919)  # a formula no earlier test compiled in this process
+
+    def compile_new(k, **options):
+        objective = sd.Objective((w * x - salt - k) ** 2, params=[w], data=[x])
+        kernel = objective.compile(**options)
+        assert np.isfinite(kernel.value(np.array([1.0]), {"x": np.ones(3)}))
+
+    def entries():
+        return [p for p in directory.iterdir() if p.suffix == ".kernel"] if directory.exists() else []
+
+    compile_new(1, cache=False)
+    assert entries() == []
+    monkeypatch.setenv("SYMDIFF_CACHE", "0")
+    compile_new(2)
+    assert entries() == []
+    monkeypatch.delenv("SYMDIFF_CACHE")
+    compile_new(3)
+    assert len(entries()) == 1
