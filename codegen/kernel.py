@@ -16,6 +16,7 @@ calls only check theta: the path a mini-batch training step takes.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ import numpy as np
 from symdiff.errors import DataError, DataTypeError
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                              ctypes.c_int64, ctypes.c_void_p)
+                              ctypes.c_int64, ctypes.c_void_p, ctypes.c_double)
 #: batches smaller than this per thread run on one thread (thread hand-off costs ~20 µs)
 MIN_SAMPLES_PER_THREAD = 16384
 _pool = None
@@ -183,7 +184,16 @@ def _split(n, parts, lanes):
 
 
 class _Runner:
-    """Runs one native reduce function over [0, n) on one or more threads."""
+    """Runs one native reduce function over [0, n) on one or more threads.
+
+    The batch is cut into ``CHUNKS_PER_THREAD`` times more chunks than threads, and
+    threads take the next chunk as they finish one, so a thread that the operating
+    system delays does not hold the others up. Each chunk writes its own row of
+    partial means, which are added in chunk order: the result depends on the thread
+    count (through the chunking) but not on which thread ran which chunk.
+    """
+
+    CHUNKS_PER_THREAD = 4
 
     def __init__(self, address, n_out, lanes):
         self.fn = _SIGNATURE(address)
@@ -191,18 +201,27 @@ class _Runner:
         self.lanes = lanes
 
     def run(self, theta, ptrs, n, threads):
+        """Means over the batch (the kernel scales by 1/n), as a new array."""
         parts = 1 if threads <= 1 else max(1, min(threads, n // MIN_SAMPLES_PER_THREAD))
-        out = np.empty((parts, self.n_out), dtype=np.float64)
         t_addr, p_addr = _address(theta), _address(ptrs)
         if parts == 1:
-            self.fn(t_addr, p_addr, 0, n, out.ctypes.data)
-            return out[0]
-        bounds = _split(n, parts, self.lanes)
-        row = out.strides[0]
-        base = out.ctypes.data
-        futures = [_executor().submit(self.fn, t_addr, p_addr, bounds[k], bounds[k + 1],
-                                      base + k * row) for k in range(1, parts)]
-        self.fn(t_addr, p_addr, bounds[0], bounds[1], base)
+            out = np.empty(self.n_out, dtype=np.float64)
+            self.fn(t_addr, p_addr, 0, n, _address(out), 1.0 / n)
+            return out
+        chunks = parts * self.CHUNKS_PER_THREAD
+        bounds = _split(n, chunks, self.lanes)
+        out = np.empty((chunks, self.n_out), dtype=np.float64)
+        row, base, scale, fn = out.strides[0], _address(out), 1.0 / n, self.fn
+        counter = itertools.count()
+
+        def work():
+            for k in iter(counter.__next__, None):
+                if k >= chunks:
+                    return
+                fn(t_addr, p_addr, bounds[k], bounds[k + 1], base + k * row, scale)
+
+        futures = [_executor().submit(work) for _ in range(parts - 1)]
+        work()
         for f in futures:
             f.result()
         return out.sum(axis=0)
@@ -322,11 +341,11 @@ class Kernel:
         sc = self._scratch
         t = self._theta(theta, sc)
         if self.threads > 1 and n >= 2 * MIN_SAMPLES_PER_THREAD:
-            sums = self._grad.run(t, ptrs, n, self.threads)
-            loss, grad = sums.item(0) / n, sums[1:] / n
+            means = self._grad.run(t, ptrs, n, self.threads)
+            loss, grad = means.item(0), means[1:]
         else:
-            self._grad.fn(sc.theta_addr, ptrs_addr, 0, n, sc.out_addr)
-            loss, grad = sc.out.item(0) / n, sc.grad / n
+            self._grad.fn(sc.theta_addr, ptrs_addr, 0, n, sc.out_addr, 1.0 / n)
+            loss, grad = sc.out.item(0), sc.grad.copy()
         if not (loss == loss and abs(loss) != float("inf")):
             check_theta(theta, self.params)
             _diagnose(cols, self.data, "loss")
@@ -338,10 +357,10 @@ class Kernel:
         sc = self._vscratch
         t = self._theta(theta, sc)
         if self.threads > 1 and n >= 2 * MIN_SAMPLES_PER_THREAD:
-            loss = self._value.run(t, ptrs, n, self.threads).item(0) / n
+            loss = self._value.run(t, ptrs, n, self.threads).item(0)
         else:
-            self._value.fn(sc.theta_addr, ptrs_addr, 0, n, sc.out_addr)
-            loss = sc.out.item(0) / n
+            self._value.fn(sc.theta_addr, ptrs_addr, 0, n, sc.out_addr, 1.0 / n)
+            loss = sc.out.item(0)
         self._check_result(loss, cols, theta, "loss")
         return loss
 
@@ -377,13 +396,13 @@ class BoundKernel:
         k = self.kernel
         if self._parallel:
             t = k._theta(theta, self._scratch)
-            sums = k._grad.run(t, self._ptrs, self.n, k.threads)
-            loss, grad = float(sums[0]) * self._inv_n, sums[1:] * self._inv_n
+            means = k._grad.run(t, self._ptrs, self.n, k.threads)
+            loss, grad = means.item(0), means[1:]
         else:
             sc = self._scratch
             k._theta(theta, sc)
-            self._fn(sc.theta_addr, self._ptrs_addr, 0, self.n, sc.out_addr)
-            loss, grad = sc.out.item(0) * self._inv_n, sc.grad * self._inv_n
+            self._fn(sc.theta_addr, self._ptrs_addr, 0, self.n, sc.out_addr, self._inv_n)
+            loss, grad = sc.out.item(0), sc.grad.copy()
         if not (loss == loss and abs(loss) != float("inf")):
             check_theta(theta, k.params)
             _diagnose(self._cols, k.data, "loss")
@@ -394,10 +413,10 @@ class BoundKernel:
         sc = self._vscratch
         t = k._theta(theta, sc)
         if self._parallel:
-            loss = float(k._value.run(t, self._ptrs, self.n, k.threads)[0]) * self._inv_n
+            loss = k._value.run(t, self._ptrs, self.n, k.threads).item(0)
         else:
-            k._value.fn(sc.theta_addr, self._ptrs_addr, 0, self.n, sc.out_addr)
-            loss = float(sc.out[0]) * self._inv_n
+            k._value.fn(sc.theta_addr, self._ptrs_addr, 0, self.n, sc.out_addr, self._inv_n)
+            loss = sc.out.item(0)
         k._check_result(loss, self._cols, theta, "loss")
         return loss
 
@@ -429,13 +448,13 @@ class ModelKernel:
         out = np.empty(n, dtype=self.dtype)
         parts = 1 if self.threads <= 1 else max(1, min(self.threads, n // MIN_SAMPLES_PER_THREAD))
         if parts == 1:
-            self._fn(theta.ctypes.data, ptrs.ctypes.data, 0, n, out.ctypes.data)
+            self._fn(theta.ctypes.data, ptrs.ctypes.data, 0, n, out.ctypes.data, 1.0)
             return out
         bounds = _split(n, parts, self.lanes)
         futures = [_executor().submit(self._fn, theta.ctypes.data, ptrs.ctypes.data,
-                                      bounds[k], bounds[k + 1], out.ctypes.data)
+                                      bounds[k], bounds[k + 1], out.ctypes.data, 1.0)
                    for k in range(1, parts)]
-        self._fn(theta.ctypes.data, ptrs.ctypes.data, bounds[0], bounds[1], out.ctypes.data)
+        self._fn(theta.ctypes.data, ptrs.ctypes.data, bounds[0], bounds[1], out.ctypes.data, 1.0)
         for f in futures:
             f.result()
         return out

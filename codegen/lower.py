@@ -9,11 +9,12 @@ before the loop.
 
 Two function shapes share one loop skeleton:
 
-* ``reduce`` — ``void f(double* theta, T** columns, i64 start, i64 end, double* sums)``
-  writes the sum over samples ``start..end`` of every output into ``sums``. Sums run
+* ``reduce`` — ``void f(double* theta, T** columns, i64 start, i64 end, double* sums,
+  double scale)`` writes ``scale`` times the sum over samples ``start..end`` of every
+  output into ``sums`` (the caller passes 1/n and gets means, no extra pass over them). Sums run
   in ``T`` within blocks of ``BLOCK_ITERATIONS`` vectors and in double across blocks,
   so float32 kernels keep float64-like accuracy on long batches.
-* ``map`` — same arguments, ``T* out``: writes output 0 of every sample.
+* ``map`` — same arguments, ``T* out`` (``scale`` unused): writes output 0 of every sample.
 
 The last ``(end - start) % lanes`` samples run as one more vector iteration over a
 small buffer padded by repeating the last sample (so padded lanes stay in the data's
@@ -84,7 +85,7 @@ class _FunctionEmitter:
         self.T = F32 if single else F64
         self.VT = ir.VectorType(self.T, lanes) if lanes > 1 else self.T
         self.DVT = ir.VectorType(F64, lanes) if lanes > 1 else F64
-        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, PTR])
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, PTR, F64])
         self.fn = ir.Function(module, fnty, name=name)
         self.fn.attributes.add("nounwind")
         for a in (0, 1, 4):
@@ -250,7 +251,7 @@ class _FunctionEmitter:
     # -- the loop ---------------------------------------------------------------
     def emit(self):
         P, fn, lanes = self.program, self.fn, self.lanes
-        theta, cols, start, end, out = fn.args
+        theta, cols, start, end, out, scale = fn.args
         entry = fn.append_basic_block("entry")
         b = ir.IRBuilder(entry)
         env = {}
@@ -418,6 +419,7 @@ class _FunctionEmitter:
                     total = b.fmul(b.fpext(v, F64) if self.single else v, n)
                 else:
                     total = b.fmul(ir.Constant(F64, float(o)), n)
+                total = b.fmul(total, scale)
                 b.store(total, b.gep(out, [ir.Constant(I64, k)], source_etype=F64))
         b.ret_void()
 
