@@ -24,7 +24,7 @@ from .kernel import BoundKernel, Kernel, ModelKernel, available_cores
 from .lower import LoweringError, lower_to_llvm
 from .target import host_target
 
-__all__ = ["compile_objective", "compile_model", "Kernel", "BoundKernel", "ModelKernel",
+__all__ = ["compile_objective", "compile_model", "clear_memory_cache", "Kernel", "BoundKernel", "ModelKernel",
            "LoweringError", "STATS", "available_cores"]
 
 STATS = {"compiled": 0, "memory_hits": 0, "disk_hits": 0}
@@ -105,6 +105,11 @@ def _build(program, dtype, functions, cache):
     while len(_MEMORY) > _MEMORY_SIZE:
         _MEMORY.popitem(last=False)
     return library, llvm_ir, optimized_ir, times, lanes
+
+
+def clear_memory_cache() -> None:
+    """Forget the in-process compiled code (kernels still alive keep theirs)."""
+    _MEMORY.clear()
 
 
 def _pack(object_code: bytes, optimized_ir: str) -> bytes:

@@ -42,6 +42,8 @@ import time
 import warnings
 from pathlib import Path
 
+from symdiff.errors import SymdiffWarning
+
 __all__ = ["CacheWarning", "KernelCache", "default_cache_directory"]
 
 ENTRY_SUFFIX = ".kernel"
@@ -54,7 +56,7 @@ _KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 _GROUP_OR_OTHER_WRITABLE = stat.S_IWGRP | stat.S_IWOTH
 
 
-class CacheWarning(UserWarning):
+class CacheWarning(SymdiffWarning):
     """The kernel cache skipped an entry or refused a directory; compilation goes on without it."""
 
 

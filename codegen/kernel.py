@@ -49,6 +49,15 @@ def _executor():
         return _pool
 
 
+def check_threads(threads) -> int:
+    """``threads``: None (all cores) or a positive integer."""
+    if threads is None:
+        return available_cores()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be None (all cores) or a positive integer, got {threads!r}")
+    return int(threads)
+
+
 def _name(key) -> str:
     return key.name if hasattr(key, "name") and not isinstance(key, str) else str(key)
 
@@ -258,7 +267,7 @@ class Kernel:
         self.params = tuple(params)
         self.data = tuple(data)
         self.dtype = np.dtype(dtype)
-        self.threads = available_cores() if threads is None else max(1, int(threads))
+        self.threads = check_threads(threads)
         self.lanes = lanes
         self._llvm_ir = llvm_ir
         self.optimized_llvm_ir = optimized_ir
@@ -429,7 +438,7 @@ class ModelKernel:
         self.params = tuple(params)
         self.data = tuple(data)
         self.dtype = np.dtype(dtype)
-        self.threads = available_cores() if threads is None else max(1, int(threads))
+        self.threads = check_threads(threads)
         self.lanes = lanes
         self._llvm_ir = llvm_ir
         self.optimized_llvm_ir = optimized_ir

@@ -6,7 +6,7 @@ kernel llvmlite compiles from it.
 """
 
 from .errors import (DataError, DataTypeError, DivergenceError, FormulaError, SymdiffError,
-                     UnsupportedError)
+                     SymdiffWarning, UnsupportedError)
 from .functions import sigmoid, softplus
 from .ir import Instr, Program
 from .evaluate import evaluate
@@ -26,7 +26,7 @@ __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp",
            "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",
-           "DivergenceError", "__version__"]
+           "DivergenceError", "SymdiffWarning", "__version__"]
 
 
 def __getattr__(name):

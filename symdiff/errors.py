@@ -11,6 +11,10 @@ class SymdiffError(Exception):
     """Base class of every error symdiff raises on purpose."""
 
 
+class SymdiffWarning(UserWarning):
+    """Base class of symdiff's warnings (e.g. a corrupted compile-cache entry was rebuilt)."""
+
+
 class FormulaError(SymdiffError, ValueError):
     """A formula (string or SymPy expression) is malformed or refers to unknown symbols."""
 

@@ -29,8 +29,8 @@ SIMPLIFY_MAX_OPS = 24
 
 def vector(name: str, n: int) -> tuple:
     """``n`` real symbols ``name0 .. name{n-1}``."""
-    if int(n) < 1:
-        raise ValueError("vector needs n >= 1")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"vector needs a positive integer count, got {n!r}")
     return tuple(sp.Symbol(f"{name}{i}", real=True) for i in range(int(n)))
 
 
