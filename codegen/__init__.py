@@ -31,6 +31,8 @@ STATS = {"compiled": 0, "memory_hits": 0, "disk_hits": 0}
 _MEMORY = OrderedDict()
 _MEMORY_SIZE = 64
 _VERSION = "0.1.0"
+#: programs with more instructions than this get the back end's fast code generation
+LARGE_BODY = 4000
 
 
 def _dtype_flag(dtype) -> bool:
@@ -92,7 +94,7 @@ def _build(program, dtype, functions, cache):
         t0 = time.perf_counter()
         llvm_ir = lower()
         times["lower_to_llvm"] = time.perf_counter() - t0
-        compiled = optimize(llvm_ir)
+        compiled = optimize(llvm_ir, fast_codegen=len(program.body) > LARGE_BODY)
         object_code, optimized_ir = compiled.object_code, compiled.optimized_ir
         times.update(compiled.times)
         STATS["compiled"] += 1

@@ -88,11 +88,11 @@ def target_machine():
     return new_target_machine()
 
 
-def new_target_machine():
+def new_target_machine(codegen_opt: int = 3):
     """A fresh target machine; an execution engine takes ownership of the one it is given."""
     t = host_target()
     target = llvm.Target.from_triple(t.triple)
-    return target.create_target_machine(cpu=t.cpu, features=t.features, opt=3,
+    return target.create_target_machine(cpu=t.cpu, features=t.features, opt=codegen_opt,
                                         reloc="default", codemodel="jitdefault")
 
 

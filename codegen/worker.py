@@ -71,7 +71,8 @@ def serve():
         except EOFError:
             return
         try:
-            compiled = optimize_and_emit(request["ir"], opt_level=request.get("opt_level", 3))
+            compiled = optimize_and_emit(request["ir"], opt_level=request.get("opt_level", 3),
+                                         fast_codegen=request.get("fast_codegen", False))
             header = {"ok": True, "optimized_ir": compiled.optimized_ir, "times": compiled.times}
             obj = compiled.object_code
         except Exception as exc:  # reported to the parent, which raises it
@@ -91,10 +92,11 @@ class CompilerProcess:
                                      stderr=subprocess.DEVNULL)
         self.compiles = 0
 
-    def compile(self, llvm_ir: str, opt_level: int = 3):
+    def compile(self, llvm_ir: str, opt_level: int = 3, fast_codegen: bool = False):
         from .jit import CompiledObject
         try:
-            _write(self.proc.stdin, json.dumps({"ir": llvm_ir, "opt_level": opt_level}).encode())
+            _write(self.proc.stdin, json.dumps({"ir": llvm_ir, "opt_level": opt_level,
+                                                "fast_codegen": fast_codegen}).encode())
             self.proc.stdin.flush()
             header = json.loads(_read(self.proc.stdout))
             obj = _read(self.proc.stdout)
@@ -127,7 +129,7 @@ def _policy() -> str:
     return os.environ.get("SYMDIFF_COMPILE_WORKER", "auto").strip().lower()
 
 
-def optimize(llvm_ir: str, opt_level: int = 3):
+def optimize(llvm_ir: str, opt_level: int = 3, fast_codegen: bool = False):
     """Optimize and emit ``llvm_ir`` in-process or in the worker, by the policy above."""
     global _current, _in_process
     from .jit import optimize_and_emit
@@ -138,13 +140,13 @@ def optimize(llvm_ir: str, opt_level: int = 3):
         if not use_worker:
             _in_process += 1
     if not use_worker:
-        return optimize_and_emit(llvm_ir, opt_level=opt_level)
+        return optimize_and_emit(llvm_ir, opt_level=opt_level, fast_codegen=fast_codegen)
     with _lock:
         if _current is None or _current.proc is None or _current.compiles >= RECYCLE_AFTER:
             if _current is not None:
                 _current.close()
             _current = CompilerProcess()
-        return _current.compile(llvm_ir, opt_level)
+        return _current.compile(llvm_ir, opt_level, fast_codegen)
 
 
 def shutdown():
