@@ -136,6 +136,15 @@ class _Translator:
             memo[e] = plan[1]([memo[c] for c in plan[0]])
         return memo[expr]
 
+    def _fold_left(self, op):
+        """A builder combining n arguments with a binary op: op(op(a, b), c)..."""
+        def build(ids):
+            acc = ids[0]
+            for i in ids[1:]:
+                acc = self.g.node(op, acc, i)
+            return acc
+        return build
+
     def _plan(self, e):
         """(children, build): the sub-expressions to translate first, and how to combine them."""
         g = self.g
@@ -227,13 +236,7 @@ class _Translator:
             h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
             return (x, h0), lambda ids: g.node("heaviside", ids[0], ids[1])
         if isinstance(e, (sp.Max, sp.Min)):
-            op = "max" if isinstance(e, sp.Max) else "min"
-            def build(ids, op=op):
-                acc = ids[0]
-                for i in ids[1:]:
-                    acc = g.node(op, acc, i)
-                return acc
-            return e.args, build
+            return e.args, self._fold_left("max" if isinstance(e, sp.Max) else "min")
         if isinstance(e, sp.Piecewise):
             pairs = [(p.expr, p.cond) for p in e.args]
             children = []
@@ -255,13 +258,7 @@ class _Translator:
             if type(e) is cls:
                 return e.args, lambda ids, op=op: g.node(op, ids[0], ids[1])
         if isinstance(e, (sp.And, sp.Or)):
-            op = "and" if isinstance(e, sp.And) else "or"
-            def build(ids, op=op):
-                acc = ids[0]
-                for i in ids[1:]:
-                    acc = g.node(op, acc, i)
-                return acc
-            return e.args, build
+            return e.args, self._fold_left("and" if isinstance(e, sp.And) else "or")
         if isinstance(e, sp.Not):
             return e.args, lambda ids: g.node("not", ids[0])
         name = type(e).__name__
