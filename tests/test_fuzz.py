@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import scipy.special
 import pytest
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
@@ -345,7 +346,8 @@ UNSUPPORTED = [sp.gamma, sp.zeta, sp.loggamma, sp.floor, sp.ceiling, sp.li, sp.E
 SUPPORTED = [sp.exp, sp.log, sp.sin, sp.cos, sp.tanh, sp.atan, sp.sqrt, sp.Abs, sp.erf, sd.sigmoid, sd.softplus]
 
 
-NUMPY_FUNCTIONS = {"softplus": lambda u: np.logaddexp(0.0, u), "sigmoid": lambda u: 0.5 * (1 + np.tanh(u / 2))}
+NUMPY_FUNCTIONS = {"softplus": lambda u: np.logaddexp(0.0, u), "sigmoid": lambda u: 0.5 * (1 + np.tanh(u / 2)),
+                   "erf": scipy.special.erf}
 
 
 @st.composite
