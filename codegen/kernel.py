@@ -259,16 +259,11 @@ def _address(a) -> int:
     return a.__array_interface__["data"][0]
 
 
-class Kernel:
-    """Compiled mean loss and gradient of an objective over a batch.
-
-    ``kernel(theta, data) -> (loss, grad)``; ``kernel.value(theta, data) -> loss``.
-    ``data`` is a mapping from data symbols (or their names) to 1-D arrays, or a 2-D
-    array whose columns follow the objective's data symbols.
-    """
+class _Compiled:
+    """What every compiled callable carries: its signature, its code and how it was made."""
 
     def __init__(self, *, params, data, dtype, threads, library, lanes, llvm_ir,
-                 optimized_ir, compile_times, grad_name, value_name, n_out, keys=None):
+                 optimized_ir, compile_times):
         self.params = tuple(params)
         self.data = tuple(data)
         self.dtype = np.dtype(dtype)
@@ -277,10 +272,38 @@ class Kernel:
         self._llvm_ir = llvm_ir
         self.optimized_llvm_ir = optimized_ir
         self.compile_times = dict(compile_times)
-        self._library = library  # keeps the machine code alive as long as the kernel
-        self._grad = _Runner(library.addresses[grad_name], n_out, lanes)
-        self._value = _Runner(library.addresses[value_name], 1, lanes)
+        self._library = library  # keeps the machine code alive as long as the callable
         self._asm = None
+
+    @property
+    def llvm_ir(self) -> str:
+        """The LLVM IR symdiff generated, before LLVM's optimizer (regenerated after a cache hit)."""
+        if callable(self._llvm_ir):
+            self._llvm_ir = self._llvm_ir()
+        return self._llvm_ir
+
+    @property
+    def asm(self) -> str:
+        """The generated machine code, as assembly text (produced on first access)."""
+        if self._asm is None:
+            from .jit import assembly
+            self._asm = assembly(self.optimized_llvm_ir)
+        return self._asm
+
+
+class Kernel(_Compiled):
+    """Compiled mean loss and gradient of an objective over a batch.
+
+    ``kernel(theta, data) -> (loss, grad)``; ``kernel.value(theta, data) -> loss``.
+    ``data`` is a mapping from data symbols (or their names) to 1-D arrays, or a 2-D
+    array whose columns follow the objective's data symbols.
+    """
+
+    def __init__(self, *, grad_name, value_name, n_out, keys=None, **common):
+        super().__init__(**common)
+        library = self._library
+        self._grad = _Runner(library.addresses[grad_name], n_out, self.lanes)
+        self._value = _Runner(library.addresses[value_name], 1, self.lanes)
         self._scratch = _Scratch(len(self.params), n_out)
         self._vscratch = _Scratch(len(self.params), 1)
         self.keys = tuple(keys) if keys is not None else self.data
@@ -353,20 +376,6 @@ class Kernel:
             check_theta(theta, self.params)
             _diagnose(cols, self.data, what)
 
-    @property
-    def llvm_ir(self) -> str:
-        """The LLVM IR symdiff generated, before LLVM's optimizer (regenerated after a cache hit)."""
-        if callable(self._llvm_ir):
-            self._llvm_ir = self._llvm_ir()
-        return self._llvm_ir
-
-    @property
-    def asm(self) -> str:
-        """The generated machine code, as assembly text (produced on first access)."""
-        if self._asm is None:
-            from .jit import assembly
-            self._asm = assembly(self.optimized_llvm_ir)
-        return self._asm
 
     def __call__(self, theta, data=None):
         """Mean loss and mean gradient over the batch ``data`` at parameters ``theta``.
@@ -458,25 +467,12 @@ class BoundKernel:
         return loss
 
 
-class ModelKernel:
+class ModelKernel(_Compiled):
     """Compiled per-sample predictions of a model: ``model_kernel(theta, data) -> array``."""
 
-    def __init__(self, *, params, data, dtype, threads, library, lanes, llvm_ir,
-                 optimized_ir, compile_times, map_name):
-        self.params = tuple(params)
-        self.data = tuple(data)
-        self.dtype = np.dtype(dtype)
-        self.threads = check_threads(threads)
-        self.lanes = lanes
-        self._llvm_ir = llvm_ir
-        self.optimized_llvm_ir = optimized_ir
-        self.compile_times = dict(compile_times)
-        self._library = library
-        self._fn = _SIGNATURE(library.addresses[map_name])
-        self._asm = None
-
-    asm = Kernel.asm
-    llvm_ir = Kernel.llvm_ir
+    def __init__(self, *, map_name, **common):
+        super().__init__(**common)
+        self._fn = _SIGNATURE(self._library.addresses[map_name])
 
     def __call__(self, theta, data):
         theta = check_theta(theta, self.params)
