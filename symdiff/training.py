@@ -83,18 +83,8 @@ class History:
         pyplot makes the figure so it shows in notebooks and interactive sessions.
         Needs matplotlib (``pip install symdiff-llvm[plot]``).
         """
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ImportError("History.plot needs matplotlib: pip install 'symdiff-llvm[plot]'") from None
-        if path is None:
-            import matplotlib.pyplot as plt
-            figure = plt.figure(figsize=(6.4, 4.0))
-        else:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-            figure = Figure(figsize=(6.4, 4.0))
-            FigureCanvasAgg(figure)
+        from .plotting import new_figure
+        figure = new_figure(path, "History.plot")
         ax = figure.add_subplot(1, 1, 1)
         ax.plot(self.epoch, self.train_loss, label="training loss")
         if self.has_validation:

@@ -406,18 +406,8 @@ class LRFinder:
         With ``path``, drawn with the Agg backend and saved there, pyplot untouched;
         without it, made through pyplot so it shows interactively. Needs matplotlib.
         """
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ImportError("LRFinder.plot needs matplotlib: pip install 'symdiff-llvm[plot]'") from None
-        if path is None:
-            import matplotlib.pyplot as plt
-            figure = plt.figure(figsize=(6.4, 4.0))
-        else:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-            figure = Figure(figsize=(6.4, 4.0))
-            FigureCanvasAgg(figure)
+        from .plotting import new_figure
+        figure = new_figure(path, "LRFinder.plot")
         ax = figure.add_subplot(1, 1, 1)
         ax.plot(self.lrs, self.losses, color="0.75", lw=1, label="batch loss")
         ax.plot(self.lrs, self.smoothed, lw=2, label="smoothed loss")
