@@ -17,3 +17,15 @@ def new_figure(path, what: str, figsize=(6.4, 4.0)):
     figure = Figure(figsize=figsize)
     FigureCanvasAgg(figure)
     return figure
+
+
+def finish_figure(figure, ax, path, title=None):
+    """Title, grid, legend and layout; saved to ``path`` when given. Returns the figure."""
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure

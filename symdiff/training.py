@@ -83,7 +83,7 @@ class History:
         pyplot makes the figure so it shows in notebooks and interactive sessions.
         Needs matplotlib (``pip install symdiff-llvm[plot]``).
         """
-        from .plotting import new_figure
+        from .plotting import finish_figure, new_figure
         figure = new_figure(path, "History.plot")
         ax = figure.add_subplot(1, 1, 1)
         ax.plot(self.epoch, self.train_loss, label="training loss")
@@ -94,14 +94,7 @@ class History:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("mean loss")
-        if title:
-            ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        figure.tight_layout()
-        if path is not None:
-            figure.savefig(path, dpi=110)
-        return figure
+        return finish_figure(figure, ax, path, title)
 
     def __repr__(self):
         if not self.epoch:

@@ -406,7 +406,7 @@ class LRFinder:
         With ``path``, drawn with the Agg backend and saved there, pyplot untouched;
         without it, made through pyplot so it shows interactively. Needs matplotlib.
         """
-        from .plotting import new_figure
+        from .plotting import finish_figure, new_figure
         figure = new_figure(path, "LRFinder.plot")
         ax = figure.add_subplot(1, 1, 1)
         ax.plot(self.lrs, self.losses, color="0.75", lw=1, label="batch loss")
@@ -418,14 +418,7 @@ class LRFinder:
             ax.set_ylim(low - 0.1 * (high - low), high + 0.3 * (high - low))
         ax.set_xlabel("learning rate")
         ax.set_ylabel("mean loss")
-        if title:
-            ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        figure.tight_layout()
-        if path is not None:
-            figure.savefig(path, dpi=110)
-        return figure
+        return finish_figure(figure, ax, path, title)
 
     def __repr__(self):
         return (f"LRFinder({len(self.lrs)} steps from lr {self.lrs[0]:.3g} to {self.lrs[-1]:.3g}, "
