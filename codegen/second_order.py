@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _build
-from .kernel import (_SIGNATURE, Kernel, _address, _diagnose, check_columns,
+from .kernel import (_SIGNATURE, BoundKernel, Kernel, _Runner, _address, _diagnose, check_columns,
                      check_theta, map_outputs)
 
 
@@ -149,3 +149,115 @@ class BoundResiduals(_Bound):
     def jacobian(self, theta) -> np.ndarray:
         k = self.kernel
         return np.ascontiguousarray(k._map(k._jacobian_fn, k.n_params, theta, self.n, self._ptrs).T)
+
+
+# -- Hessians ---------------------------------------------------------------------
+
+def compile_hessian(program, hvp_program, *, dtype=np.float64, threads=None, cache=True,
+                    keys=None) -> "HessianKernel":
+    """A :class:`HessianKernel` from ``program`` (outputs: loss, gradient (p), Hessian upper
+    triangle (p(p+1)/2)) and ``hvp_program`` (params: theta then v; outputs: H v)."""
+    p = len(program.params)
+    if len(program.outputs) != 1 + p + _triangle(p):
+        raise ValueError(f"a Hessian program with {p} parameters has {1 + p + _triangle(p)} "
+                         f"outputs, not {len(program.outputs)}")
+    if len(hvp_program.params) != 2 * p or len(hvp_program.outputs) != p \
+            or hvp_program.data != program.data:
+        raise ValueError("the Hessian-vector program must take theta and v and give p outputs")
+    functions = {"symdiff_grad": ("reduce", tuple(range(1 + p))),
+                 "symdiff_value": ("reduce", (0,)),
+                 "symdiff_hessian": ("reduce", tuple(range(len(program.outputs))))}
+    library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
+    hvp_library, _, _, hvp_times, _ = _build(hvp_program, dtype,
+                                             {"symdiff_hvp": ("reduce", tuple(range(p)))}, cache)
+    times = {**times, **{f"hvp_{k}": v for k, v in hvp_times.items()}}
+    return HessianKernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
+                         library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
+                         compile_times=times, keys=keys, hvp_library=hvp_library)
+
+
+class HessianKernel(Kernel):
+    """Compiled mean loss, gradient and Hessian of an objective over a batch.
+
+    ``kernel(theta, data) -> (loss, grad, hess)``: means over the samples, in one pass
+    (``hess`` symmetric, shape (p, p)). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
+    Hessian times ``v``, from a separate program that never forms the Hessian.
+    ``kernel.loss_grad(theta, data)`` and ``kernel.value(theta, data)`` are the first-order
+    calls. ``kernel.bind(data)`` returns the same calls without ``data``; its ``.hvp``
+    has scipy's ``hessp(x, p)`` signature.
+    """
+
+    def __init__(self, *, hvp_library, **common):
+        p = len(common["params"])
+        super().__init__(grad_name="symdiff_grad", value_name="symdiff_value", n_out=1 + p,
+                         **common)
+        self._hvp_library = hvp_library  # keeps the H v code alive
+        self._hess = _Runner(self._library.addresses["symdiff_hessian"], 1 + p + _triangle(p),
+                             self.lanes)
+        self._hvp = _Runner(hvp_library.addresses["symdiff_hvp"], p, self.lanes)
+        self.n_params = p
+
+    def _full(self, theta, cols, n, ptrs):
+        t = check_theta(theta, self.params)
+        s = self._hess.run(t, ptrs, n, self.threads)
+        loss = s.item(0)
+        if not (loss == loss and abs(loss) != float("inf")):
+            _diagnose(cols, self.data, "loss")
+        p = self.n_params
+        return loss, s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+
+    def _hv(self, theta, v, cols, n, ptrs):
+        t = check_theta(theta, self.params)
+        v = check_theta(v, [f"v[{i}]" for i in range(self.n_params)])
+        return self._hvp.run(np.concatenate([t, v]), ptrs, n, self.threads)
+
+    def __call__(self, theta, data=None):
+        """``(loss, grad, hess)``: means over the samples of ``data`` at ``theta``."""
+        cols, n, ptrs, _ = self._prepare(data)
+        return self._full(theta, cols, n, ptrs)
+
+    def loss_grad(self, theta, data=None):
+        """``(loss, grad)`` as an ordinary kernel returns them."""
+        return Kernel.__call__(self, theta, data)
+
+    def hessian(self, theta, data=None) -> np.ndarray:
+        """The mean Hessian alone, shape (p, p)."""
+        return self(theta, data)[2]
+
+    def hvp(self, theta, data, v) -> np.ndarray:
+        """The mean Hessian at ``theta`` times the direction ``v``, shape (p,)."""
+        cols, n, ptrs, _ = self._prepare(data)
+        return self._hv(theta, v, cols, n, ptrs)
+
+    def bind(self, data) -> "BoundHessian":
+        cols, n = check_columns(data, self.data, self.dtype)
+        return BoundHessian(self, cols, n)
+
+    def __repr__(self):
+        return (f"<symdiff HessianKernel params={len(self.params)} data={len(self.data)} "
+                f"dtype={self.dtype} lanes={self.lanes} threads={self.threads}>")
+
+
+class BoundHessian(_Bound):
+    """A :class:`HessianKernel` with its data bound: ``bound(theta) -> (loss, grad, hess)``;
+    also ``.loss_grad(theta)``, ``.value(theta)``, ``.hessian(theta)`` and ``.hvp(theta, v)``
+    (scipy's ``hessp``)."""
+
+    def __init__(self, kernel, cols, n):
+        super().__init__(kernel, cols, n)
+        self._first = BoundKernel(kernel, cols, n)
+
+    def __call__(self, theta):
+        return self.kernel._full(theta, self._cols, self.n, self._ptrs)
+
+    def loss_grad(self, theta):
+        return self._first(theta)
+
+    def value(self, theta) -> float:
+        return self._first.value(theta)
+
+    def hessian(self, theta) -> np.ndarray:
+        return self(theta)[2]
+
+    def hvp(self, theta, v) -> np.ndarray:
+        return self.kernel._hv(theta, v, self._cols, self.n, self._ptrs)
