@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from symdiff.errors import DataError, DataTypeError
+
 from . import _build
 from .kernel import (_SIGNATURE, BoundKernel, Kernel, _Runner, _address, _diagnose, check_columns,
                      check_theta, map_outputs)
@@ -176,6 +178,21 @@ def compile_hessian(program, hvp_program, *, dtype=np.float64, threads=None, cac
                          compile_times=times, keys=keys, hvp_library=hvp_library)
 
 
+def _direction(v, p) -> np.ndarray:
+    """The direction of a Hessian-vector product: p real numbers (NaN in gives NaN out,
+    as for ``H @ v``; scipy's trust-krylov probes with such vectors)."""
+    try:
+        d = np.asarray(v)
+    except Exception as exc:
+        raise DataTypeError(f"the direction v must be a 1-D array of numbers: {exc}") from None
+    if d.dtype.kind not in "biuf":
+        raise DataTypeError(f"the direction v must hold real numbers, got dtype {d.dtype}")
+    if d.shape != (p,):
+        raise DataError(f"the direction v must have shape ({p},), one entry per parameter, "
+                        f"got shape {d.shape}")
+    return d.astype(np.float64)
+
+
 class HessianKernel(Kernel):
     """Compiled mean loss, gradient and Hessian of an objective over a batch.
 
@@ -208,8 +225,8 @@ class HessianKernel(Kernel):
 
     def _hv(self, theta, v, cols, n, ptrs):
         t = check_theta(theta, self.params)
-        v = check_theta(v, [f"v[{i}]" for i in range(self.n_params)])
-        return self._hvp.run(np.concatenate([t, v]), ptrs, n, self.threads)
+        return self._hvp.run(np.concatenate([t, _direction(v, self.n_params)]), ptrs, n,
+                             self.threads)
 
     def __call__(self, theta, data=None):
         """``(loss, grad, hess)``: means over the samples of ``data`` at ``theta``."""

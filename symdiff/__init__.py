@@ -17,6 +17,7 @@ from .parse import parse_formula, parse_model
 from .regularization import l1, l2, regularized
 from .residuals import Residuals
 from .second_derivatives import hessian
+from .minimization import minimize
 from .training import FitResult, History, fit
 from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, uniform
 
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp", "Program",
            "Instr", "evaluate", "losses", "optim", "schedules", "fit", "FitResult", "History",
-           "l1", "l2", "regularized", "Residuals", "hessian", "parse_formula", "parse_model",
+           "l1", "l2", "regularized", "Residuals", "hessian", "minimize", "parse_formula", "parse_model",
            "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",
