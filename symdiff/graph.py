@@ -7,6 +7,12 @@ node, which is common-subexpression elimination for free, across the loss and ev
 gradient entry. Each build applies the local algebra that keeps adjoint chains short
 and readable (``x*1``, ``x+0``, ``0*x``, constant folding, double negation); anything
 cleverer is a separate pass.
+
+Nodes may be array valued: :attr:`Graph.shapes` holds the per-sample shape of every
+array node (a node absent from it is a scalar), computed by each primitive's shape
+rule as the node is built, so a shape mismatch is a :class:`FormulaError` at once.
+A simplification that yields a scalar where an array is due (``0*A -> 0``) is
+broadcast back to the array's shape.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import math
 
 import numpy as np
 
+from .errors import FormulaError
 from .primitives import PRIMITIVES
 
 _COMMUTATIVE = {"add", "mul", "max", "min", "and", "or", "eq", "ne"}
@@ -29,13 +36,26 @@ class Graph:
         self._index: dict[tuple, int] = {}
         #: exact SymPy form of constants that came from the formula (pi, log(3), ...), for printing
         self.const_origin: dict[float, object] = {}
+        #: per-sample shape (rows, cols) of every array-valued node; scalars are absent
+        self.shapes: dict[int, tuple] = {}
 
     def __len__(self):
         return len(self.ops)
 
     # -- leaves ---------------------------------------------------------------
-    def symbol(self, name: str) -> int:
-        return self._intern("sym", (name,))
+    def symbol(self, name: str, shape: tuple = ()) -> int:
+        i = self._intern("sym", (name,))
+        shape = tuple(int(d) for d in shape)
+        if shape:
+            if self.shapes.setdefault(i, shape) != shape:
+                raise FormulaError(f"{name!r} is used with shapes {self.shapes[i]} and {shape}")
+        elif i in self.shapes:
+            raise FormulaError(f"{name!r} is used both as a scalar and as a {self.shapes[i]} matrix")
+        return i
+
+    def shape(self, i: int) -> tuple:
+        """The per-sample shape of node ``i``: ``()`` for a scalar, else ``(rows, cols)``."""
+        return self.shapes.get(i, ())
 
     def const(self, value) -> int:
         value = float(value)
@@ -78,6 +98,17 @@ class Graph:
         prim = PRIMITIVES[op]
         if prim.arity is not None and len(args) != prim.arity:
             raise ValueError(f"{op} takes {prim.arity} arguments, got {len(args)}")
+        kinds = prim.arg_kinds(len(args))
+        shape = () if not self.shapes and prim.shape is None else prim.result_shape(
+            [a if k == "int" else self.shapes.get(a, ()) for a, k in zip(args, kinds)])
+        if shape and prim.shape is None and any(
+                k != "int" and self.ops[a] == "broadcast" for a, k in zip(args, kinds)):
+            # an elementwise op broadcasts scalars itself: op(broadcast(s), A) -> op(s, A)
+            args = tuple(self.args[a][0] if k != "int" and self.ops[a] == "broadcast" else a
+                         for a, k in zip(args, kinds))
+            if any(self.shapes.get(a) for a, k in zip(args, kinds) if k != "int"):
+                return self.node(op, *args)
+            return self.node("broadcast", self.node(op, *args), *shape)
         folded = self._fold(op, args)
         if folded is not None:
             return folded
@@ -85,13 +116,20 @@ class Graph:
         if rule is not None:
             r = rule(self, *args)
             if r is not None:
+                if shape and not self.shapes.get(r):
+                    return self.node("broadcast", r, *shape)
                 return r
         if op in _COMMUTATIVE:
             args = tuple(sorted(args, key=lambda a: (self.ops[a] not in ("const", "bconst"), a)))
-        return self._intern(op, tuple(args))
+        i = self._intern(op, tuple(args))
+        if shape:
+            self.shapes[i] = shape
+        return i
 
     def _fold(self, op, args):
         prim = PRIMITIVES[op]
+        if prim.shape is not None:
+            return None
         node_args = [a for a, k in zip(args, prim.arg_kinds(len(args))) if k != "int"]
         if not node_args or not all(self.ops[a] in ("const", "bconst") for a in node_args):
             return None
@@ -114,6 +152,7 @@ class Graph:
     def neg(self, a): return self.node("neg", a)
     def square(self, a): return self.node("powi", a, 2)
     def c(self, v): return self.const(v)
+    def dot(self, a, b, ta=False, tb=False): return self.node("dot", a, b, bool(ta), bool(tb))
 
 
 # -- local simplification rules, one per op; return an existing id or None -----
@@ -179,7 +218,11 @@ def _mul(g: Graph, a, b):
                     continue
                 existing = g._index.get(("mul", tuple(sorted((q, first)))))
                 if existing is not None and existing != p:
-                    return g._intern("mul", tuple(sorted((existing, second))))
+                    i = g._intern("mul", tuple(sorted((existing, second))))
+                    shape = g.shape(existing) or g.shape(second)
+                    if shape:
+                        g.shapes[i] = shape
+                    return i
     return None
 
 
@@ -228,5 +271,14 @@ def _select(g: Graph, c, a, b):
     return None
 
 
+def _transpose(g: Graph, a):
+    if g.ops[a] == "transpose":
+        return g.args[a][0]
+    if g.ops[a] == "dot":  # (op(A) op(B))^T = op(B)^T op(A)^T
+        x, y, tx, ty = g.args[a]
+        return g.dot(y, x, not ty, not tx)
+    return None
+
+
 _RULES = {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "neg": _neg,
-          "powi": _powi, "select": _select}
+          "powi": _powi, "select": _select, "transpose": _transpose}

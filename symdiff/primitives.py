@@ -11,6 +11,13 @@ adjoint, and return one adjoint contribution per argument (``None`` for zero). T
 reuse forward values where the mathematics allows: ``exp``'s derivative is the node
 itself, ``tanh``'s is ``1 - out**2``, ``sigmoid``'s is ``out*(1 - out)``.
 
+Array values (see the contract in :mod:`symdiff.ir`): every scalar primitive is also
+elementwise on arrays (array arguments of one shape, scalars broadcast); the array
+primitives at the end (``dot``, ``transpose``, ``sum``, ``broadcast``, ``amax``,
+``index``, ``onehot``, ``eye``) carry a ``shape`` rule. Their NumPy references work on
+per-sample values with optional leading batch axes: an array is ``(..., r, c)``, a
+scalar is ``()`` or ``(..., 1, 1)``.
+
 Conventions at kinks (subgradients): ``Abs'(0) = 0`` (via ``sign(0) = 0``);
 ``Max``/``Min`` split the adjoint equally between tied arguments (as
 ``torch.maximum`` does); ``Piecewise`` takes the derivative of the branch selected
@@ -27,6 +34,7 @@ import numpy as np
 import sympy as sp
 
 from . import functions as F
+from .errors import FormulaError
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,30 @@ class Primitive:
     infix: Optional[str] = None   # operator symbol when printed infix
     int_args: tuple = ()          # positions holding Python ints, not node ids
     bool_args: tuple = ()         # positions holding boolean nodes
+    shape: Optional[Callable] = None  # array ops: (arg shapes, ints in int positions) -> shape
 
     def arg_kinds(self, n):
         return tuple("int" if i in self.int_args else "bool" if i in self.bool_args else "float"
                      for i in range(n))
+
+    def result_shape(self, args) -> tuple:
+        """The per-sample shape of ``op(*args)``; ``args`` hold shapes (``()`` for a scalar)
+        at value positions and the ints themselves at int positions. Elementwise by default."""
+        if self.shape is not None:
+            return self.shape(*args)
+        return elementwise_shape(self.name, [a for a, k in zip(args, self.arg_kinds(len(args)))
+                                             if k != "int"])
+
+
+def elementwise_shape(op, shapes) -> tuple:
+    """All array arguments of an elementwise op share one shape; scalars broadcast."""
+    out = ()
+    for s in shapes:
+        if s:
+            if out and s != out:
+                raise FormulaError(f"{op}: shapes {out} and {s} do not match")
+            out = s
+    return out
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -190,3 +218,112 @@ for _name, _np, _sp, _sym in [("gt", np.greater, sp.StrictGreaterThan, ">"),
 primitive("and", 2, np.logical_and, sp.And, None, kind="bool", infix="&", bool_args=(0, 1))
 primitive("or", 2, np.logical_or, sp.Or, None, kind="bool", infix="|", bool_args=(0, 1))
 primitive("not", 1, np.logical_not, sp.Not, None, kind="bool", bool_args=(0,))
+
+
+# -- arrays -------------------------------------------------------------------
+# Per-sample values are 2-D (column vectors are (r, 1)); the NumPy references accept
+# leading batch axes, so the reference interpreter runs them on a whole batch at once.
+
+def _need_array(op, s):
+    if not s:
+        raise FormulaError(f"{op} needs a matrix argument, got a scalar")
+    return s
+
+
+def _need_scalar(op, s):
+    if s:
+        raise FormulaError(f"{op} needs a scalar argument, got shape {s}")
+
+
+def _dot_shape(sa, sb, ta, tb):
+    _need_array("matrix product", sa)
+    _need_array("matrix product", sb)
+    a = sa[::-1] if ta else sa
+    b = sb[::-1] if tb else sb
+    if a[1] != b[0]:
+        raise FormulaError(f"matrix product: shapes {a} and {b} do not match")
+    return (a[0], b[1])
+
+
+def _dot_np(a, b, ta, tb):
+    a = np.swapaxes(a, -1, -2) if ta else a
+    b = np.swapaxes(b, -1, -2) if tb else b
+    return np.matmul(a, b)
+
+
+def _d_dot(g, out, a, b, ta, tb, adj):
+    # C = op(A) op(B): dA = adj op(B)^T, dB = op(A)^T adj, transposed back when flagged
+    da = g.dot(b, adj, tb, True) if ta else g.dot(adj, b, False, not tb)
+    db = g.dot(adj, a, True, ta) if tb else g.dot(a, adj, not ta, False)
+    return da, db, None, None
+
+
+def _reduce_np(fn):
+    def reduce(a):
+        r = fn(np.asarray(a), axis=(-2, -1))
+        return r[..., None, None] if np.ndim(r) else r
+    return reduce
+
+
+def _broadcast_np(s, r, c):
+    s = np.asarray(s)
+    return np.broadcast_to(s, s.shape[:-2] + (r, c)).copy()
+
+
+def _index_np(a, i, j):
+    r = np.asarray(a)[..., i, j]
+    return r[..., None, None] if np.ndim(r) else r
+
+
+def _onehot_np(s, i, j, r, c):
+    s = np.asarray(s, dtype=float)
+    out = np.zeros(s.shape[:-2] + (r, c))
+    out[..., i, j] = s[..., 0, 0] if s.ndim else s
+    return out
+
+
+def _index_shape(sa, i, j):
+    _need_array("index", sa)
+    if not (0 <= i < sa[0] and 0 <= j < sa[1]):
+        raise FormulaError(f"index ({i}, {j}) is outside a matrix of shape {sa}")
+    return ()
+
+
+def _scalar_to(op):
+    def rule(s, *ints):
+        _need_scalar(op, s)
+        return tuple(ints[-2:])
+    return rule
+
+
+primitive("dot", 4, _dot_np, lambda a, b, ta, tb: (a.T if ta else a) * (b.T if tb else b),
+          _d_dot, int_args=(2, 3), shape=_dot_shape)
+primitive("transpose", 1, lambda a: np.swapaxes(a, -1, -2), lambda a: a.T,
+          lambda g, out, a, adj: (g.node("transpose", adj),),
+          shape=lambda s: _need_array("transpose", s)[::-1])
+primitive("sum", 1, _reduce_np(np.sum), lambda a: _matrix_helper("sum")(a),
+          lambda g, out, a, adj: (g.node("broadcast", adj, *g.shape(a)),),
+          shape=lambda s: _need_array("sum", s) and ())
+primitive("broadcast", 3, _broadcast_np, lambda s, r, c: s * sp.OneMatrix(r, c),
+          lambda g, out, s, r, c, adj: (g.node("sum", adj), None, None),
+          int_args=(1, 2), shape=_scalar_to("broadcast"))
+primitive("amax", 1, _reduce_np(np.max), lambda a: _matrix_helper("amax")(a), None,
+          shape=lambda s: _need_array("amax", s) and ())
+primitive("index", 3, _index_np, lambda a, i, j: a[i, j],
+          lambda g, out, a, i, j, adj: (g.node("onehot", adj, i, j, *g.shape(a)), None, None),
+          int_args=(1, 2), shape=_index_shape)
+primitive("onehot", 5, _onehot_np,
+          lambda s, i, j, r, c: sp.ImmutableSparseMatrix(r, c, {(i, j): s}),
+          lambda g, out, s, i, j, r, c, adj: (g.node("index", adj, i, j), None, None, None, None),
+          int_args=(1, 2, 3, 4), shape=_scalar_to("onehot"))
+primitive("eye", 1, lambda r: np.eye(r), sp.Identity, None, int_args=(0,),
+          shape=lambda r: (r, r))
+
+
+def _matrix_helper(name):
+    from . import matrix_functions
+    return getattr(matrix_functions, name)
+
+
+#: the array-valued primitives (every other primitive is elementwise)
+ARRAY_OPS = frozenset(n for n, p in PRIMITIVES.items() if p.shape is not None)

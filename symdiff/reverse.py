@@ -6,6 +6,11 @@ materialised, so a gradient costs a small constant times the forward pass no
 matter how many parameters there are. (Per-parameter ``sympy.diff`` instead
 rebuilds the shared forward structure once per parameter, which is what makes
 naive symbolic gradients swell.)
+
+Array nodes follow the same walk: each primitive's rule gives array adjoints (a
+product's are products with transpose flags), and where an elementwise op broadcast
+a scalar argument, its adjoint is summed back (``sum`` and ``broadcast`` are each
+other's adjoints). A parameter the output does not reach gets a zero of its shape.
 """
 
 from __future__ import annotations
@@ -38,10 +43,24 @@ def reverse_gradient(g: Graph, output: int, wrt: list[int]) -> list[int]:
         for arg, kind, c in zip(args, prim.arg_kinds(len(args)), contributions):
             if kind != "float" or c is None or not reaches[arg] or g.is_const(c, 0.0):
                 continue
+            c = _match_shape(g, c, g.shape(arg))
             prev = adjoint.get(arg)
             adjoint[arg] = c if prev is None else g.add(prev, c)
     zero = g.const(0.0)
-    return [adjoint.get(w, zero) for w in wrt]
+    return [adjoint[w] if w in adjoint else _match_shape(g, zero, g.shape(w)) for w in wrt]
+
+
+def _match_shape(g: Graph, c: int, shape: tuple) -> int:
+    """The adjoint ``c`` brought to its argument's ``shape``: a scalar argument that an
+    elementwise op broadcast receives the sum; an array receives a broadcast scalar."""
+    have = g.shape(c)
+    if have == shape:
+        return c
+    if not shape:
+        return g.node("sum", c)
+    if not have:
+        return g.node("broadcast", c, *shape)
+    raise AssertionError(f"adjoint of shape {have} for a value of shape {shape}")
 
 
 def _float_args(g: Graph, i: int):
