@@ -49,7 +49,8 @@ def _source_digest() -> str:
     """Digest of the code generator's own source: a changed lowering never reuses old code."""
     h = hashlib.sha256(_VERSION.encode())
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("lower.py", "vecmath.py", "jit.py", "target.py", "__init__.py"):
+    for name in ("lower.py", "vecmath.py", "jit.py", "target.py", "__init__.py", "lower_array.py",
+                 "blas.py"):
         with open(os.path.join(here, name), "rb") as f:
             h.update(f.read())
     return h.hexdigest()
@@ -71,8 +72,17 @@ def _build(program, dtype, functions, cache):
     lanes = target.lanes(32 if single else 64)
     isa = target.isa if target.libmvec else ""
 
-    def lower():
-        return str(lower_to_llvm(program, single=single, lanes=lanes, isa=isa, functions=functions))
+    if getattr(program, "shapes", ()):
+        from . import blas
+        from .lower_array import lower_array_to_llvm
+        blas.bind()  # the GEMM symbols the object code refers to, before it is loaded
+
+        def lower():
+            return str(lower_array_to_llvm(program, single=single, lanes=lanes, isa=isa))
+    else:
+        def lower():
+            return str(lower_to_llvm(program, single=single, lanes=lanes, isa=isa,
+                                     functions=functions))
 
     key = hashlib.sha256("\n".join([repr(program), repr(sorted(functions.items())), str(single),
                                      target.fingerprint, _source_digest()]).encode()).hexdigest()
@@ -138,6 +148,8 @@ def compile_objective(program, *, dtype=np.float64, threads=None, cache=True, ke
     ``keys``: optional objects (e.g. SymPy symbols) that data mappings may use instead of
     the names in ``program.data``, one per data name, looked up first.
     """
+    if getattr(program, "shapes", ()):
+        return _compile_array_objective(program, dtype=dtype, threads=threads, cache=cache, keys=keys)
     functions = {"symdiff_grad": ("reduce", tuple(range(len(program.outputs)))),
                  "symdiff_value": ("reduce", (0,))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
@@ -145,6 +157,17 @@ def compile_objective(program, *, dtype=np.float64, threads=None, cache=True, ke
                   library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
                   compile_times=times, grad_name="symdiff_grad", value_name="symdiff_value",
                   n_out=len(program.outputs), keys=keys)
+
+
+def _compile_array_objective(program, *, dtype, threads, cache, keys):
+    """An :class:`~codegen.array_kernel.ArrayKernel` for an array program (GEMMs, tiles)."""
+    from .array_kernel import ArrayKernel
+    from .lower_array import ArrayPlan
+    functions = {"symdiff_prepare": ("array", ()), "symdiff_tile": ("array", ())}
+    library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
+    return ArrayKernel(plan=ArrayPlan(program, lanes), params=program.params, data=program.data,
+                       dtype=dtype, threads=threads, library=library, lanes=lanes, llvm_ir=llvm_ir,
+                       optimized_ir=opt_ir, compile_times=times, keys=keys)
 
 
 def compile_model(program, *, dtype=np.float64, threads=None, cache=True) -> ModelKernel:

@@ -1,0 +1,255 @@
+"""The call layer of array kernels: ``loss, grad = kernel(theta, data)`` over batch tiles.
+
+Same contract as :class:`codegen.kernel.Kernel`: theta is the flat parameter vector
+(params in order, each raveled C-order), ``data`` maps each data symbol (or its name)
+to its batch — ``(n, r, c)`` or ``(n, r*c)`` for a per-sample ``(r, c)`` array, also
+``(n, r)`` for an ``(r, 1)`` vector, ``(n,)`` for a scalar. Everything is validated in
+Python before native code runs; errors name the symbol and the shape expected.
+
+A call runs ``symdiff_prepare`` once (sample-invariant values), then ``symdiff_tile``
+on tiles of at most ``plan.tile_rows`` samples. Tile bounds depend on n alone, each
+tile writes its own row of sums, and the rows are added in tile order, so results are
+bit-identical run to run and whatever the thread count. BLAS runs single-threaded
+inside (symdiff's threads share the tiles; see :mod:`codegen.blas`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import threading
+
+import numpy as np
+
+from symdiff.errors import DataError, DataTypeError
+
+from . import blas
+from .kernel import _Compiled, _executor, _address
+
+_PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+_TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                         ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _name(key) -> str:
+    return key.name if hasattr(key, "name") and not isinstance(key, str) else str(key)
+
+
+class ArrayKernel(_Compiled):
+    """Compiled mean loss and gradient of an array objective over a batch."""
+
+    def __init__(self, *, plan, keys=None, **common):
+        super().__init__(**common)
+        self.plan = plan
+        P = plan.program
+        self.shapes = {n: P.shape(n) for n in list(P.params) + list(P.data)}
+        self.param_sizes = [plan.size(p) for p in P.params]
+        self.n_theta = sum(self.param_sizes)
+        self.keys = tuple(keys) if keys is not None else self.data
+        self._prepare = _PREPARE(self._library.addresses["symdiff_prepare"])
+        self._tile = _TILE(self._library.addresses["symdiff_tile"])
+        self._scratch = []
+        self._scratch_lock = threading.Lock()
+        self._constants = self._constant_parts()
+
+    def _constant_parts(self):
+        """(flat offset, size, hoist offset or None, value, sign) of each sample-invariant part."""
+        P, parts = self.plan, []
+        for k, terms in enumerate(P.terms):
+            for kind, name, sign in terms:
+                if kind != "const":
+                    continue
+                off = P.out_offsets[k]
+                if isinstance(name, str):
+                    parts.append((off, P.size(name), P.hoist[name], 0.0, sign))
+                else:
+                    size = P.size(P.program.outputs[k]) if isinstance(P.program.outputs[k], str) else 1
+                    parts.append((off, size, None, float(name), sign))
+        return parts
+
+    # -- validation ----------------------------------------------------------------------
+    def _theta(self, theta) -> np.ndarray:
+        t = theta
+        if not (type(t) is np.ndarray and t.dtype == np.float64 and t.ndim == 1 and t.flags.c_contiguous):
+            try:
+                t = np.asarray(theta)
+            except Exception as exc:
+                raise DataTypeError(f"theta must be a 1-D array of numbers: {exc}") from None
+            if t.dtype.kind not in "biuf":
+                raise DataTypeError(f"theta must hold real numbers, got dtype {t.dtype}")
+            t = np.ascontiguousarray(t, dtype=np.float64)
+        if t.ndim != 1 or t.shape[0] != self.n_theta:
+            shapes = ", ".join(f"{p} {self.shapes[p] or '(scalar)'}" for p in self.params)
+            raise DataError(f"theta must be a 1-D array of {self.n_theta} values (parameters "
+                            f"{shapes}, each raveled C-order); got shape {t.shape}")
+        if not np.isfinite(t).all():
+            k = int(np.flatnonzero(~np.isfinite(t))[0])
+            raise DataError(f"theta[{k}] ({self._where(k)}) is {t[k]}")
+        return t
+
+    def _where(self, k) -> str:
+        at = 0
+        for p, size in zip(self.params, self.param_sizes):
+            if k < at + size:
+                shape = self.shapes[p]
+                return f"parameter {p!r}" if not shape else \
+                    f"parameter {p!r} entry {tuple(map(int, np.unravel_index(k - at, shape)))}"
+            at += size
+        return "?"
+
+    def _columns(self, data):
+        """Each data symbol's batch as a C-contiguous (n, size) array of the kernel dtype; n."""
+        if not self.data:
+            return [], 1
+        if data is None or not hasattr(data, "keys"):
+            raise DataTypeError(f"data must be a mapping {{symbol or name: array}} with "
+                                f"{', '.join(self.data)}; got {type(data).__name__}")
+        given = {}
+        for key in data.keys():
+            name = _name(key)
+            if name in given and name in self.data:
+                raise DataError(f"data {name!r} is given twice (by name and by symbol)")
+            given[name] = key
+        cols, n = [], None
+        for name in self.data:
+            if name not in given:
+                raise DataError(f"missing data {name!r}; got {sorted(given) if given else 'none'}")
+            col = self._column(name, data[given[name]])
+            if n is None:
+                n = col.shape[0]
+            elif col.shape[0] != n:
+                raise DataError(f"data {name!r} has {col.shape[0]} samples, but {self.data[0]!r} has {n}")
+            cols.append(col)
+        if n == 0:
+            raise DataError("empty batch: data has 0 samples")
+        return cols, n
+
+    def _column(self, name, value):
+        shape = self.shapes[name]
+        if not (type(value) is np.ndarray):
+            try:
+                value = np.asarray(value)
+            except Exception as exc:
+                raise DataTypeError(f"data {name!r} is not an array of numbers: {exc}") from None
+        if value.dtype.kind not in "biuf":
+            raise DataTypeError(f"data {name!r} must hold real numbers, got dtype {value.dtype}")
+        if not shape:
+            ok, expected = value.ndim == 1, "(n,)"
+        else:
+            r, c = shape
+            ok = (value.ndim == 3 and value.shape[1:] == shape) or \
+                 (value.ndim == 2 and value.shape[1] == r * c)
+            expected = f"(n, {r}, {c}) or (n, {r * c})"
+        if not ok:
+            raise DataError(f"data {name!r} has per-sample shape {shape or '(scalar)'}: expected "
+                            f"an array of shape {expected}, got {value.shape}")
+        n = value.shape[0]
+        size = shape[0] * shape[1] if shape else 1
+        if value.dtype == self.dtype and value.flags.c_contiguous:
+            return value.reshape(n, size)
+        with np.errstate(over="ignore"):
+            return np.ascontiguousarray(value.reshape(n, size), dtype=self.dtype)
+
+    def _diagnose(self, cols):
+        for name, c in zip(self.data, cols):
+            bad = ~np.isfinite(c)
+            if bad.any():
+                row, col = np.unravel_index(int(np.flatnonzero(bad)[0]), c.shape)
+                raise DataError(f"data {name!r} contains {c[row, col]} in sample {row}; the loss "
+                                f"or gradient is not finite")
+
+    # -- running -----------------------------------------------------------------------------
+    def _take_scratch(self):
+        with self._scratch_lock:
+            if self._scratch:
+                return self._scratch.pop()
+        return np.empty(max(1, self.plan.scratch_size), dtype=self.dtype)
+
+    def _give_scratch(self, s):
+        with self._scratch_lock:
+            self._scratch.append(s)
+
+    def _run(self, theta, cols, n):
+        P = self.plan
+        hoist = np.empty(max(1, P.hoist_size), dtype=self.dtype)
+        ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
+        h_addr, p_addr = _address(hoist), _address(ptrs)
+        n_tiles = -(-n // P.tile_rows)
+        bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
+        sums = np.empty((n_tiles, P.n_flat), dtype=np.float64)
+        row, base = sums.strides[0], _address(sums)
+        parts = max(1, min(self.threads, n_tiles))
+        tile = self._tile
+        with blas.single_threaded():
+            self._prepare(_address(theta), h_addr)
+            if parts == 1:
+                scratch = self._take_scratch()
+                s_addr = _address(scratch)
+                for k in range(n_tiles):
+                    tile(h_addr, p_addr, bounds[k], bounds[k + 1], base + k * row, s_addr)
+                self._give_scratch(scratch)
+            else:
+                counter = itertools.count()
+
+                def work():
+                    scratch = self._take_scratch()
+                    s_addr = _address(scratch)
+                    for k in iter(counter.__next__, None):
+                        if k >= n_tiles:
+                            break
+                        tile(h_addr, p_addr, bounds[k], bounds[k + 1], base + k * row, s_addr)
+                    self._give_scratch(scratch)
+
+                futures = [_executor().submit(work) for _ in range(parts - 1)]
+                work()
+                for f in futures:
+                    f.result()
+        total = sums.sum(axis=0) if n_tiles > 1 else sums[0]
+        for off, size, h, value, sign in self._constants:
+            part = hoist[h:h + size].astype(np.float64) if h is not None else value
+            total[off:off + size] += (sign * n) * part
+        total *= 1.0 / n
+        return total
+
+    def __call__(self, theta, data=None):
+        """Mean loss and flat mean gradient over the batch ``data`` at ``theta``.
+
+        A non-finite loss or gradient is diagnosed: NaN or infinity in a data array raises
+        :class:`~symdiff.errors.DataError` naming it and the sample (theta is checked before
+        the call); otherwise the non-finite values are returned for the caller to handle.
+        """
+        cols, n = self._columns(data)
+        t = self._theta(theta)
+        total = self._run(t, cols, n)
+        if not np.isfinite(total).all():
+            self._diagnose(cols)
+        return total.item(0), total[1:]
+
+    def value(self, theta, data=None) -> float:
+        return self(theta, data)[0]
+
+    def bind(self, data) -> "BoundArrayKernel":
+        """Validate ``data`` once; the returned callable takes only theta."""
+        cols, n = self._columns(data)
+        return BoundArrayKernel(self, cols, n)
+
+    def __repr__(self):
+        return (f"<symdiff ArrayKernel params={len(self.params)} ({self.n_theta} values) "
+                f"data={len(self.data)} dtype={self.dtype} threads={self.threads}>")
+
+
+class BoundArrayKernel:
+    """An array kernel with its data checked and pinned: ``bound(theta) -> (loss, grad)``."""
+
+    def __init__(self, kernel, cols, n):
+        self.kernel, self._cols, self.n = kernel, cols, n
+
+    def __call__(self, theta):
+        k = self.kernel
+        total = k._run(k._theta(theta), self._cols, self.n)
+        if not np.isfinite(total).all():
+            k._diagnose(self._cols)
+        return total.item(0), total[1:]
+
+    def value(self, theta) -> float:
+        return self(theta)[0]

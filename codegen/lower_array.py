@@ -1,0 +1,652 @@
+"""Lower an array :class:`Program` (``program.shapes`` non-empty) to LLVM IR.
+
+The batch is processed in tiles of at most ``plan.tile_rows`` samples; within a tile a
+varying value of per-sample shape ``(r, c)`` is a row-major ``(B, r*c)`` buffer
+(``vmap``'s batching), so that
+
+* ``dot(W, x)`` with W shared and x varying is one GEMM ``X @ W.T`` over the tile;
+* a gradient output ``dot(delta, x, False, True)`` of two varying vectors, summed over
+  the samples, is one GEMM ``Delta.T @ X`` accumulated into the tile's gradient;
+* each maximal run of elementwise instructions of one per-sample size is one fused
+  SIMD loop over the tile (bias add and activation right after a GEMM are one loop),
+  with transcendental functions from vector math (``codegen.vecmath``), the very
+  emitters of the scalar lowering (``codegen.lower``).
+
+Two functions are emitted:
+
+* ``symdiff_prepare(double* theta, T* hoist)`` computes, once per call, every value
+  that does not depend on data (parameters converted to ``T``, their products,
+  transposes, ...) into the ``hoist`` buffer — the same emitters run on a "batch" of
+  one sample;
+* ``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch)``
+  writes into ``sums`` the sum over samples ``start..end`` of every varying output
+  (flat: loss, then each gradient raveled C-order). ``scratch`` holds the tile's
+  buffers. Sample-invariant output parts (``n * value``) are added by the caller.
+
+The layout (:class:`ArrayPlan`) is plain Python, so a kernel loaded from the disk
+cache knows its buffer sizes without lowering again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llvmlite import ir
+
+from . import blas
+from .lower import FASTMATH, LoweringError, _FunctionEmitter
+
+I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+
+ARRAY_OPS = frozenset({"dot", "transpose", "sum", "broadcast", "amax", "index", "onehot", "eye"})
+BOOL_OPS = frozenset({"gt", "ge", "lt", "le", "eq", "ne", "and", "or", "not"})
+#: rows per tile: large enough that GEMMs run near peak, small enough to stay in cache
+TILE_ROWS = 1024
+
+
+def _size(shape) -> int:
+    return shape[0] * shape[1] if shape else 1
+
+
+@dataclass
+class ArrayPlan:
+    """Where every value lives and how each output is summed (no LLVM involved).
+
+    ``hoist``/``scratch`` map names to element offsets in the two ``T`` buffers;
+    ``repeat`` maps a shared array used by a fused loop to its tiled copy in ``hoist``
+    (``p`` repeated until ``size + lanes - 1`` elements, so a vector starting at any
+    element index modulo the size is one contiguous load).
+    """
+
+    program: object
+    lanes: int
+    tile_rows: int = TILE_ROWS
+    hoist: dict = field(default_factory=dict)
+    repeat: dict = field(default_factory=dict)
+    scratch: dict = field(default_factory=dict)
+    hoist_size: int = 0
+    scratch_size: int = 0
+    out_offsets: list = field(default_factory=list)
+    n_flat: int = 0
+
+    def __post_init__(self):
+        P = self.program
+        self.shape = P.shape
+        self.size = lambda n: _size(P.shape(n))
+        self.varying = P.varying()
+        self.defs = {ins.target: ins for ins in P.body}
+        at = 0
+        for o in P.outputs:
+            self.out_offsets.append(at)
+            at += self.size(o) if isinstance(o, str) else 1
+        self.n_flat = at
+        self._plan_outputs()
+        self._plan_liveness()
+        self._plan_memory()
+
+    # -- which parts of each output are summed how ----------------------------
+    def _terms(self, name, sign, shape, out):
+        ins = self.defs.get(name) if isinstance(name, str) else None
+        if not isinstance(name, str) or name not in self.varying:
+            out.append(("const", name, sign))
+            return
+        if ins is not None and ins.op in ("add", "sub", "neg") and all(
+                isinstance(a, str) and self.shape(a) == shape for a in ins.args):
+            if ins.op == "neg":
+                self._terms(ins.args[0], -sign, shape, out)
+            else:
+                self._terms(ins.args[0], sign, shape, out)
+                self._terms(ins.args[1], sign if ins.op == "add" else -sign, shape, out)
+            return
+        if ins is not None and ins.op == "dot" and self._outer(ins):
+            out.append(("gemm", name, sign))
+            return
+        out.append(("sum", name, sign))
+
+    def _outer(self, ins) -> bool:
+        """dot(a, b) of two varying values with op(a) a column and op(b) a row per sample."""
+        a, b, ta, tb = ins.args
+        if not (a in self.varying and b in self.varying):
+            return False
+        sa, sb = self.shape(a), self.shape(b)
+        col = sa[1] == 1 if not ta else sa[0] == 1
+        row = sb[0] == 1 if not tb else sb[1] == 1
+        return col and row
+
+    def _plan_outputs(self):
+        P = self.program
+        self.terms = []  # per output: list of (kind, name or float, sign)
+        for k, o in enumerate(P.outputs):
+            terms = []
+            self._terms(o, 1.0, self.shape(o) if isinstance(o, str) else (), terms)
+            self.terms.append(terms)
+
+    # -- what must be computed -------------------------------------------------
+    def _plan_liveness(self):
+        P = self.program
+        need = set()
+        for terms in self.terms:
+            for kind, name, _ in terms:
+                if kind == "gemm":
+                    need.update(a for a in self.defs[name].args[:2])
+                elif isinstance(name, str):
+                    need.add(name)
+        for ins in reversed(P.body):
+            if ins.target in need:
+                need.update(a for a in ins.args if isinstance(a, str) and not isinstance(a, bool))
+        self.live = need
+        self.hoisted = [ins for ins in P.body if ins.target in need and ins.target not in self.varying]
+        self.looped = [ins for ins in P.body if ins.target in need and ins.target in self.varying]
+        self.regions = self._regions(self.looped)
+
+    def _regions(self, instrs):
+        """The schedule: ("ew", [instrs], size) fused runs and ("op", instr) array ops."""
+        steps = []
+        for ins in instrs:
+            if ins.op in ARRAY_OPS:
+                steps.append(("op", ins))
+                continue
+            s = self.size(ins.target)
+            if steps and steps[-1][0] == "ew" and steps[-1][2] == s:
+                steps[-1][1].append(ins)
+            else:
+                steps.append(("ew", [ins], s))
+        return steps
+
+    def stored(self, steps, outside_uses):
+        """Names defined in fused runs of ``steps`` whose value is needed in memory."""
+        keep = set(outside_uses)
+        for k, step in enumerate(steps):
+            if step[0] == "op":
+                keep.update(a for a in step[1].args if isinstance(a, str))
+            else:
+                mine = {i.target for i in step[1]}
+                for later in steps[k + 1:]:
+                    body = [later[1]] if later[0] == "op" else later[1]
+                    for i in body:
+                        keep.update(a for a in i.args if isinstance(a, str) and a in mine)
+        return keep
+
+    # -- memory ------------------------------------------------------------------
+    def _plan_memory(self):
+        P, lanes = self.program, self.lanes
+        at = 0
+
+        def take(n):
+            nonlocal at
+            start = at
+            at += n + lanes  # padding: fused loops run whole vectors
+            at = -(-at // lanes) * lanes
+            return start
+
+        for name in P.params:
+            self.hoist[name] = take(self.size(name))
+        self.hoist_stored = self.stored(self._regions(self.hoisted), self._hoist_uses())
+        for ins in self.hoisted:
+            if ins.target in self.hoist_stored or ins.op in ARRAY_OPS:
+                self.hoist[ins.target] = take(self.size(ins.target))
+        for step in self.regions:
+            if step[0] == "ew" and step[2] > 1:
+                for ins in step[1]:
+                    for a in ins.args:
+                        if isinstance(a, str) and not isinstance(a, bool) and a not in self.varying \
+                                and self.shape(a) and a not in self.repeat:
+                            s = self.size(a)
+                            self.repeat[a] = take(s * -(-(s + lanes - 1) // s))
+        self.hoist_size = at
+
+        at = 0
+        B = self.tile_rows
+        self.scratch_stored = self.stored(self.regions, self._tile_uses())
+        for name in P.data:
+            if name in self._data_in_fused():
+                self.scratch[name] = take(B * self.size(name))
+        for ins in self.looped:
+            if ins.target in self.scratch_stored or ins.op in ARRAY_OPS:
+                self.scratch[ins.target] = take(B * self.size(ins.target))
+        self.scalar_bcast = self._scalar_bcasts(self.regions)
+        for key in self.scalar_bcast:
+            self.scratch[key] = take(B * key[1])
+        self.acc = {}
+        for k, terms in enumerate(self.terms):
+            if any(kind == "gemm" for kind, _, _ in terms):
+                self.acc[k] = take(self.size(P.outputs[k]))
+        self.scratch_size = at
+
+    def _scalar_bcasts(self, steps):
+        """(varying scalar, size) pairs that a fused run of that size reads per element."""
+        out = []
+        for step in steps:
+            if step[0] == "ew" and step[2] > 1:
+                for ins in step[1]:
+                    for a in ins.args:
+                        if isinstance(a, str) and not self.shape(a) and a in self.varying \
+                                and (a, step[2]) not in out:
+                            out.append((a, step[2]))
+        return out
+
+    def _data_in_fused(self):
+        names = set()
+        for step in self.regions:
+            if step[0] == "ew":
+                for ins in step[1]:
+                    names.update(a for a in ins.args if isinstance(a, str) and a in self.program.data)
+        return names
+
+    def _hoist_uses(self):
+        uses = set()
+        for ins in self.looped:
+            uses.update(a for a in ins.args if isinstance(a, str) and a not in self.varying)
+        for terms in self.terms:
+            uses.update(n for kind, n, _ in terms if kind == "const" and isinstance(n, str))
+        return uses
+
+    def _tile_uses(self):
+        uses = set()
+        for terms in self.terms:
+            for kind, name, _ in terms:
+                if kind == "sum":
+                    uses.add(name)
+                elif kind == "gemm":
+                    uses.update(a for a in self.defs[name].args[:2])
+        return uses
+
+
+def lower_array_to_llvm(program, *, single: bool, lanes: int, isa: str) -> ir.Module:
+    """The LLVM module with ``symdiff_prepare`` and ``symdiff_tile`` for ``program``."""
+    plan = ArrayPlan(program, lanes)
+    module = ir.Module(name="symdiff_array")
+    _Prepare(module, plan, single=single, isa=isa).emit()
+    _Tile(module, plan, single=single, isa=isa).emit()
+    return module
+
+
+class _Emitter(_FunctionEmitter):
+    """The array emitters: fused elementwise loops, GEMMs and small per-sample loops.
+
+    ``self.loc[name]`` is ``("row", ptr, size)`` for a value with one row per sample of
+    the current batch, or ``("shared", ptr, size)`` for one copy shared by all rows.
+    """
+
+    def __init__(self, module, plan, name, argtypes, *, single, isa):
+        self.module, self.plan, self.single, self.isa = module, plan, single, isa
+        self.lanes = plan.lanes
+        self.T = F32 if single else F64
+        self.VT = ir.VectorType(self.T, self.lanes) if self.lanes > 1 else self.T
+        self.DVT = ir.VectorType(F64, self.lanes) if self.lanes > 1 else F64
+        self._splats = {}
+        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), argtypes), name=name)
+        self.fn.attributes.add("nounwind")
+        self.entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self.loc = {}
+        self.repeat = {}
+
+    # -- small helpers ----------------------------------------------------------------
+    def at(self, ptr, idx, ty=None):
+        idx = ir.Constant(I64, idx) if isinstance(idx, int) else idx
+        return self.b.gep(ptr, [idx], source_etype=ty or self.T)
+
+    def i64(self, v):
+        return ir.Constant(I64, v) if isinstance(v, int) else v
+
+    def loop(self, lo, hi, body, step=1, name="i"):
+        """for i in range(lo, hi, step): body(i) — ``body`` uses ``self.b``."""
+        b = self.b
+        lo, hi = self.i64(lo), self.i64(hi)
+        head = self.fn.append_basic_block(name + "_head")
+        inner = self.fn.append_basic_block(name + "_body")
+        done = self.fn.append_basic_block(name + "_done")
+        pre = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name)
+        i.add_incoming(lo, pre)
+        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+        b.position_at_end(inner)
+        body(i)
+        i.add_incoming(b.add(i, ir.Constant(I64, step)), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+    def slot(self, ty):
+        """An alloca in the entry block (allocas inside loops would grow the stack)."""
+        b = ir.IRBuilder(self.entry)
+        b.position_at_start(self.entry)
+        p = b.alloca(ty)
+        p.type = PTR
+        return p
+
+    def row_ptr(self, name, row):
+        kind, ptr, size = self.loc[name]
+        if kind == "shared":
+            return ptr
+        return self.at(ptr, self.b.mul(row, ir.Constant(I64, size)))
+
+    def scalar_at(self, name, row):
+        """A scalar operand of a per-sample loop (``row`` selects varying ones)."""
+        if not isinstance(name, str):
+            return ir.Constant(self.T, float(name))
+        return self.b.load(self.row_ptr(name, row), typ=self.T)
+
+    # -- fused elementwise loops -------------------------------------------------------
+    def fused(self, instrs, size, rows, stored, bcast):
+        """One vector loop over ``rows * size`` elements computing ``instrs``."""
+        b, lanes = self.b, self.lanes
+        total = b.mul(self.i64(rows), ir.Constant(I64, size))
+        shared_scalars = {}
+        names = {a for ins in instrs for a in ins.args if isinstance(a, str) and not isinstance(a, bool)}
+        mine = {ins.target for ins in instrs}
+        for a in sorted(names - mine):
+            kind, ptr, s = self.loc[a]
+            if kind == "shared" and s == 1:
+                v = b.load(ptr, typ=self.T)
+                shared_scalars[a] = self._bool(a, self.splat(b, v))
+        use_repeat = any(a in self.repeat for a in names)
+        step = lanes % size if use_repeat else 0
+        head = self.fn.append_basic_block("ew_head")
+        body = self.fn.append_basic_block("ew_body")
+        done = self.fn.append_basic_block("ew_done")
+        pre = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        e = b.phi(I64, "e")
+        e.add_incoming(ir.Constant(I64, 0), pre)
+        j0 = b.phi(I64, "j0")
+        j0.add_incoming(ir.Constant(I64, 0), pre)
+        b.cbranch(b.icmp_signed("<", e, total), body, done)
+        b.position_at_end(body)
+        self._splats = {}
+        env = {}
+
+        def operand(a):
+            if isinstance(a, bool):
+                c = ir.Constant(I1, int(a))
+                return ir.Constant(ir.VectorType(I1, lanes), [c] * lanes) if lanes > 1 else c
+            if not isinstance(a, str):
+                return self.const(a, True)
+            if a in env:
+                return env[a]
+            if a in shared_scalars:
+                return shared_scalars[a]
+            if a in self.repeat and size > 1:
+                ptr = self.at(self.repeat[a], j0)
+            elif (a, size) in bcast and size > 1:
+                ptr = self.at(self.loc[(a, size)][1], e)
+            else:
+                ptr = self.at(self.loc[a][1], e)
+            v = b.load(ptr, typ=self.VT, align=4 if self.single else 8)
+            env[a] = self._bool(a, v)
+            return env[a]
+
+        for ins in instrs:
+            if ins.op == "powi":
+                args = [operand(ins.args[0]), int(ins.args[1])]
+            else:
+                args = [operand(a) for a in ins.args]
+            env[ins.target] = self.apply(b, ins.op, args, True)
+            if ins.target in stored:
+                v = env[ins.target]
+                if ins.op in BOOL_OPS:
+                    v = b.uitofp(v, self.VT)
+                b.store(v, self.at(self.loc[ins.target][1], e), align=4 if self.single else 8)
+        e_next = b.add(e, ir.Constant(I64, lanes))
+        if step:
+            j1 = b.add(j0, ir.Constant(I64, step))
+            j1 = b.select(b.icmp_signed(">=", j1, ir.Constant(I64, size)),
+                          b.sub(j1, ir.Constant(I64, size)), j1)
+        else:
+            j1 = j0
+        e.add_incoming(e_next, b.block)
+        j0.add_incoming(j1, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+        self._splats = {}
+
+    def _bool(self, name, v):
+        ins = self.plan.defs.get(name)
+        if ins is not None and ins.op in BOOL_OPS:
+            zero = ir.Constant(v.type, None)
+            return self.b.fcmp_ordered("!=", v, zero)
+        return v
+
+    def broadcast_scalar(self, name, size, rows):
+        """Materialize a per-row scalar as ``size`` copies per row (read by a fused loop)."""
+        b = self.b
+        dst = self.loc[(name, size)][1]
+
+        def row(r):
+            v = self.scalar_at(name, r)
+            base = b.mul(r, ir.Constant(I64, size))
+            self.loop(0, size, lambda j: b.store(v, self.at(dst, b.add(base, j))), name="bj")
+
+        self.loop(0, rows, row, name="br")
+
+    # -- array ops ---------------------------------------------------------------------------
+    def array_op(self, ins, rows):
+        op, P = ins.op, self.plan
+        b = self.b
+        dst = self.loc[ins.target][1]
+        size = P.size(ins.target)
+        if op == "dot":
+            return self.dot(ins, rows)
+        if op == "transpose":
+            (r, c) = P.shape(ins.args[0])
+
+            def row(s):
+                src = self.row_ptr(ins.args[0], s)
+                out = self.at(dst, b.mul(s, ir.Constant(I64, size)))
+
+                def elem(e):
+                    i, j = b.udiv(e, ir.Constant(I64, c)), b.urem(e, ir.Constant(I64, c))
+                    v = b.load(self.at(src, e), typ=self.T)
+                    b.store(v, self.at(out, b.add(b.mul(j, ir.Constant(I64, r)), i)))
+
+                self.loop(0, r * c, elem, name="trj")
+
+            return self.loop(0, rows, row, name="tr")
+        if op in ("sum", "amax"):
+            n = P.size(ins.args[0])
+            acc = self.slot(self.T)
+
+            def row(s):
+                src = self.row_ptr(ins.args[0], s)
+                b.store(b.load(src, typ=self.T), acc)
+
+                def elem(k):
+                    v, old = b.load(self.at(src, k), typ=self.T), b.load(acc, typ=self.T)
+                    b.store(b.fadd(old, v, flags=FASTMATH) if op == "sum" else
+                            self.intrinsic(b, "maximum", self.T, [old, v]), acc)
+
+                self.loop(1, n, elem, name=op + "j")
+                b.store(b.load(acc, typ=self.T), self.at(dst, s))
+
+            return self.loop(0, rows, row, name=op)
+        if op == "broadcast":
+            def row(s):
+                v = self.scalar_at(ins.args[0], s)
+                out = self.at(dst, b.mul(s, ir.Constant(I64, size)))
+                self.loop(0, size, lambda j: b.store(v, self.at(out, j)), name="bcj")
+
+            return self.loop(0, rows, row, name="bc")
+        if op == "index":
+            a, i, j = ins.args
+            c = P.shape(a)[1]
+
+            def row(s):
+                b.store(b.load(self.at(self.row_ptr(a, s), i * c + j), typ=self.T), self.at(dst, s))
+
+            return self.loop(0, rows, row, name="ix")
+        if op == "onehot":
+            s_, i, j, r, c = ins.args
+
+            def row(s):
+                out = self.at(dst, b.mul(s, ir.Constant(I64, size)))
+                zero = ir.Constant(self.T, 0.0)
+                self.loop(0, size, lambda k: b.store(zero, self.at(out, k)), name="ohj")
+                b.store(self.scalar_at(s_, s), self.at(out, i * c + j))
+
+            return self.loop(0, rows, row, name="oh")
+        if op == "eye":
+            (r,) = ins.args
+
+            def elem(k):
+                diag = b.icmp_signed("==", b.urem(k, ir.Constant(I64, r + 1)), ir.Constant(I64, 0))
+                b.store(b.select(diag, ir.Constant(self.T, 1.0), ir.Constant(self.T, 0.0)),
+                        self.at(dst, k))
+
+            return self.loop(0, b.mul(self.i64(rows), ir.Constant(I64, r * r)), elem, name="eye")
+        raise LoweringError(f"no LLVM lowering for array op {op!r}")
+
+    def dot(self, ins, rows):
+        """``op(a) @ op(b)`` per sample: one GEMM over the batch when the batching allows."""
+        P, b = self.plan, self.b
+        a, bb, ta, tb = ins.args
+        (ra, ca), (rb, cb) = P.shape(a), P.shape(bb)
+        m, k = (ca, ra) if ta else (ra, ca)
+        n = rb if tb else cb
+        ka, pa, _ = self.loc[a]
+        kb, pb, _ = self.loc[bb]
+        out = self.loc[ins.target][1]
+        if ka == "row" and kb == "shared" and not ta:
+            # per-sample rows of op(a) stacked over the batch: (rows*m, k) @ op(b)
+            blas.emit_gemm(b, self.module, self.single, False, tb, b.mul(self.i64(rows), self.i64(m)),
+                           n, k, 1.0, pa, ca, pb, cb, 0.0, out, n)
+            return
+        if ka == "shared" and kb == "row" and n == 1:
+            # per-sample column op(b) = row of the batch matrix: X @ op(a)^T
+            blas.emit_gemm(b, self.module, self.single, False, not ta, self.i64(rows), m, k, 1.0,
+                           pb, k, pa, ca, 0.0, out, m)
+            return
+
+        def row(s):
+            blas.emit_gemm(b, self.module, self.single, ta, tb, m, n, k, 1.0, self.row_ptr(a, s), ca,
+                           self.row_ptr(bb, s), cb, 0.0, self.row_ptr(ins.target, s), n)
+
+        self.loop(0, rows, row, name="dotrow")
+
+    def run(self, steps, rows, stored, bcast):
+        for step in steps:
+            if step[0] == "op":
+                self.array_op(step[1], rows)
+            else:
+                _, instrs, size = step
+                for key in bcast:
+                    if key[1] == size and any(key[0] in i.args for i in instrs):
+                        self.broadcast_scalar(key[0], size, rows)
+                self.fused(instrs, size, rows, stored, bcast)
+
+
+class _Prepare(_Emitter):
+    """``symdiff_prepare(double* theta, T* hoist)``: everything that does not vary."""
+
+    def __init__(self, module, plan, *, single, isa):
+        super().__init__(module, plan, "symdiff_prepare", [PTR, PTR], single=single, isa=isa)
+
+    def emit(self):
+        P, b = self.plan, self.b
+        theta, hoist = self.fn.args
+        for name, off in P.hoist.items():
+            size = P.size(name)  # one row: a scalar is the same shared or per row
+            self.loc[name] = ("shared" if size == 1 else "row", self.at(hoist, off), size)
+        at = 0
+        for name in P.program.params:
+            size = P.size(name)
+            dst, src0 = self.loc[name][1], at
+
+            def copy(j, dst=dst, src0=src0):
+                v = b.load(self.at(theta, b.add(j, ir.Constant(I64, src0)), F64), typ=F64)
+                b.store(b.fptrunc(v, F32) if self.single else v, self.at(dst, j))
+
+            self.loop(0, size, copy, name="theta")
+            at += size
+        self.run(P._regions(P.hoisted), 1, P.hoist_stored, [])
+        for name, off in P.repeat.items():
+            size = P.size(name)
+            src, dst = self.loc[name][1], self.at(hoist, off)
+            reps = -(-(size + self.lanes - 1) // size)
+            self.loop(0, reps * size, lambda j, src=src, dst=dst, size=size: b.store(
+                b.load(self.at(src, b.urem(j, ir.Constant(I64, size))), typ=self.T), self.at(dst, j)),
+                name="rep")
+        b.ret_void()
+
+
+class _Tile(_Emitter):
+    """``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch)``."""
+
+    def __init__(self, module, plan, *, single, isa):
+        super().__init__(module, plan, "symdiff_tile", [PTR, PTR, I64, I64, PTR, PTR],
+                         single=single, isa=isa)
+
+    def emit(self):
+        P, b = self.plan, self.b
+        hoist, data, start, end, sums, scratch = self.fn.args
+        rows = b.sub(end, start)
+        for name, off in P.hoist.items():
+            self.loc[name] = ("shared", self.at(hoist, off), P.size(name))
+        for name, off in P.repeat.items():
+            self.repeat[name] = self.at(hoist, off)
+        for j, name in enumerate(P.program.data):
+            size = P.size(name)
+            col = b.load(self.at(data, j, PTR), typ=PTR)
+            view = self.at(col, b.mul(start, ir.Constant(I64, size)))
+            self.loc[name] = ("row", view, size)
+            if name in P.scratch:  # read by a fused loop: copy into a padded buffer
+                dst = self.at(scratch, P.scratch[name])
+                self.loop(0, b.mul(rows, ir.Constant(I64, size)), lambda e, view=view, dst=dst: b.store(
+                    b.load(self.at(view, e), typ=self.T), self.at(dst, e)), name="copy")
+                self.loc[name] = ("row", dst, size)
+        for name, off in P.scratch.items():
+            if isinstance(name, tuple):
+                self.loc[name] = ("row", self.at(scratch, off), name[1])
+            elif name not in P.program.data:
+                self.loc[name] = ("row", self.at(scratch, off), P.size(name))
+        self.run(P.regions, rows, P.scratch_stored, P.scalar_bcast)
+        self.loop(0, P.n_flat, lambda i: b.store(ir.Constant(F64, 0.0), self.at(sums, i, F64)),
+                  name="zero")
+        for k, terms in enumerate(P.terms):
+            base = P.out_offsets[k]
+            first = True
+            for kind, name, sign in terms:
+                if kind == "gemm":
+                    x, y, tx, ty = P.defs[name].args
+                    p, q = P.size(x), P.size(y)
+                    blas.emit_gemm(b, self.module, self.single, True, False, p, q, rows, sign,
+                                   self.loc[x][1], p, self.loc[y][1], q, 0.0 if first else 1.0,
+                                   self.at(scratch, P.acc[k]), q)
+                    first = False
+                elif kind == "sum":
+                    self.column_sum(name, sign, rows, self.at(sums, base, F64))
+            if not first:
+                acc = self.at(scratch, P.acc[k])
+                self.loop(0, P.size(P.program.outputs[k]), lambda i, acc=acc, base=base: self._add_to(
+                    sums, base, i, b.load(self.at(acc, i), typ=self.T)), name="accsum")
+        b.ret_void()
+
+    def _add_to(self, sums, base, i, v):
+        b = self.b
+        ptr = self.at(sums, b.add(i, ir.Constant(I64, base)), F64)
+        v = b.fpext(v, F64) if self.single else v
+        b.store(b.fadd(b.load(ptr, typ=F64), v), ptr)
+
+    def column_sum(self, name, sign, rows, out):
+        """out[j] += sign * sum over rows of name[row, j], in double."""
+        b, P = self.b, self.plan
+        size = P.size(name)
+        src = self.loc[name][1]
+
+        def row(s):
+            base = b.mul(s, ir.Constant(I64, size))
+
+            def col(j):
+                v = b.load(self.at(src, b.add(base, j)), typ=self.T)
+                v = b.fpext(v, F64) if self.single else v
+                ptr = self.at(out, j, F64)
+                v = b.fneg(v) if sign < 0 else v
+                b.store(b.fadd(b.load(ptr, typ=F64), v), ptr)
+
+            self.loop(0, size, col, name="csj")
+
+        self.loop(0, rows, row, name="cs")
