@@ -348,7 +348,7 @@ def _assemble(graph, forward, output, value_of, adjoint_ids, edge_ids, reaches, 
         taken.add(name_of[i])
 
     def adjoint(i):
-        if i not in reaches and i != output:
+        if graph.kind(i) == "bool" or (i not in reaches and i != output):
             return None
         a = adjoint_ids.get(i)
         return 0.0 if a is None else float(value_of[a])

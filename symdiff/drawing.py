@@ -94,8 +94,7 @@ def render(graph, path, engine: str = "auto") -> Path:
     if engine == "graphviz":
         _run_dot(graph, ["-T" + suffix[1:], "-o", str(path)])
     else:
-        figure = _matplotlib_figure(graph)
-        figure.savefig(path, format=suffix[1:], dpi=_dpi(figure))
+        _save(_matplotlib_figure(graph), path, suffix[1:])
     return path
 
 
@@ -103,10 +102,16 @@ def svg_text(graph) -> str:
     """The picture as SVG text (for Jupyter)."""
     if _engine("auto") == "graphviz":
         return _run_dot(graph, ["-Tsvg"])
-    figure = _matplotlib_figure(graph)
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
+    _save(_matplotlib_figure(graph), buffer, "svg")
     return buffer.getvalue()
+
+
+def _save(figure, target, fmt: str) -> None:
+    """Save with text kept as text in SVG (searchable, selectable, small)."""
+    import matplotlib
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(target, format=fmt, dpi=_dpi(figure))
 
 
 def _engine(engine: str) -> str:
