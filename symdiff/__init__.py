@@ -10,6 +10,7 @@ from .errors import (DataError, DataTypeError, DivergenceError, FormulaError, Sy
 from .functions import sigmoid, softplus
 from .ir import Instr, Program
 from .evaluate import evaluate
+from .compgraph import ComputationalGraph, computational_graph
 from .objective import Model, Objective, grad, vector
 from . import losses, optim, schedules
 from .nets import mlp
@@ -24,8 +25,9 @@ from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, un
 __version__ = "0.1.0"
 
 __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp", "Program",
-           "Instr", "evaluate", "losses", "optim", "schedules", "fit", "FitResult", "History",
-           "l1", "l2", "regularized", "Residuals", "hessian", "minimize", "parse_formula", "parse_model",
+           "Instr", "evaluate", "computational_graph", "ComputationalGraph", "losses", "optim",
+           "schedules", "fit", "FitResult", "History", "l1", "l2", "regularized", "Residuals",
+           "hessian", "minimize", "parse_formula", "parse_model",
            "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from symdiff.cli_checks import check_output_paths, divergence_advice, unused_column_warnings
 from symdiff.errors import DivergenceError, SymdiffError
 from symdiff.losses import LOSSES
 from symdiff.objective import Model, Objective, grad
@@ -58,6 +59,7 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_request:  # --help, --version
         return exit_request.code if isinstance(exit_request.code, int) else 0
     except DivergenceError as error:
-        _report(str(error))
+        _report(_divergence_message(error, args))
         return RUNTIME_ERROR
     except (CommandError, SymdiffError, ValueError, TypeError, OSError) as error:
         _report(str(error))
@@ -85,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(message: str) -> None:
     print(f"symdiff: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"symdiff: warning: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _divergence_message(error, args) -> str:
+    """A diverged ``fit`` gets command-line advice; other commands keep their message."""
+    if getattr(args, "command", None) != "fit":
+        return str(error)
+    return divergence_advice(error, getattr(args, "lr", None),
+                             suggest_lm=getattr(args, "method", None) != "lm")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--plot", type=Path, help="save a PNG of data, fitted curve and loss history")
     fit.add_argument("--json", type=Path, help="save the result as JSON")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--strict", action="store_true",
+                     help="a data column the model does not use is an error, not a warning")
     fit.set_defaults(run=run_fit)
 
     cache = commands.add_parser(
@@ -312,9 +328,11 @@ def _format_gradient(expression, wrt, gradient, form: str) -> str:
         lines += [f"df/d{symbol} = {sp.sstr(derivative)}" for symbol, derivative in zip(wrt, gradient)]
         return "\n".join(lines)
     if form == "latex":
-        lines = [f"f = {sp.latex(expression)}"]
+        from symdiff.names import latex
+        lines = [f"f = {latex(expression)}"]
         for symbol, derivative in zip(wrt, gradient):
-            lines.append(rf"\frac{{\partial f}}{{\partial {sp.latex(symbol)}}} = {sp.latex(derivative)}")
+            lines.append(rf"\frac{{\partial f}}{{\partial {latex(symbol)}}} = "
+                         f"{latex(derivative, expression.free_symbols)}")
         return "\n".join(lines)
     unicode = _stdout_takes_unicode()
     partial = "∂" if unicode else "d"
@@ -425,6 +443,14 @@ def _header(path: Path) -> list[str]:
     return []
 
 
+def _check_columns(args, used: list[str], parameter_names: list[str]) -> None:
+    """Warn about (or with --strict, reject) data columns the model leaves unused."""
+    for message in unused_column_warnings(_header(args.data), set(used), parameter_names):
+        if getattr(args, "strict", False):
+            raise CommandError(f"{message} (--strict)")
+        _warn(message)
+
+
 @dataclass
 class FitProblem:
     """A model ``response ~ formula`` with its parameters, inputs and data columns, ready to fit."""
@@ -460,6 +486,7 @@ class FitProblem:
             if name not in parameter_names:
                 raise CommandError(f"--init gives {name!r}, which is not a parameter ({', '.join(parameter_names)})")
         columns = read_columns(args.data, input_names + [response.name])
+        _check_columns(args, input_names + [response.name], parameter_names)
         if args.loss == "logistic" and not np.all(np.isin(columns[response.name], (0.0, 1.0))):
             raise CommandError(f"--loss logistic needs a 0/1 response; column {response.name!r} has other values")
         symbol_of = {symbol.name: symbol for symbol in formula.free_symbols}
@@ -483,6 +510,7 @@ class FitProblem:
 
 def run_fit(args) -> int:
     """Fit ``response ~ formula`` to a CSV file and print (and optionally save) the report."""
+    _check_outputs(args)
     problem = FitProblem.from_args(args)
     objective = Objective(LOSSES[args.loss](problem.formula, problem.response),
                           params=problem.params, data=[*problem.inputs, problem.response])
@@ -523,6 +551,16 @@ def run_fit(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """Output files are checked before the fit, so a bad path costs no fitting time."""
+    check_output_paths({f"--{name}": getattr(args, name, None) for name in ("plot", "json", "out")})
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CommandError("--plot needs matplotlib: pip install 'symdiff-llvm[plot]'") from None
+
+
 def _finite_or_none(value):
     """``value`` with NaN and infinities replaced by None, which JSON can represent."""
     if isinstance(value, float):
@@ -557,7 +595,7 @@ def _loss_history(result) -> list[float]:
 
 
 def _print_report(report: dict, score_name: str) -> None:
-    print(f"\nmodel      {report['model']}")
+    print(f"model      {report['model']}")
     batch = report["batch_size"] or report["rows"]
     print(f"data       {report['rows']} rows of {report['data']}")
     print(f"training   {report['loss_function']} loss, {report['optimizer']} lr={report['lr']:g}, "

@@ -228,10 +228,12 @@ class Objective:
         return self._hessian.copy()
 
     def latex(self) -> str:
-        """The loss and its gradient as a LaTeX ``aligned`` block."""
-        lines = [r"L &= " + sp.latex(self.loss)]
+        """The loss and its gradient as a LaTeX ``aligned`` block (``coat_price`` stays one word)."""
+        from .names import latex
+        symbols = self.params + self.data
+        lines = [r"L &= " + latex(self.loss, symbols)]
         for p, g in zip(self.params, self.gradient()):
-            lines.append(r"\frac{\partial L}{\partial %s} &= %s" % (sp.latex(p), sp.latex(g)))
+            lines.append(r"\frac{\partial L}{\partial %s} &= %s" % (latex(p, symbols), latex(g, symbols)))
         return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
 
     def _repr_latex_(self):
@@ -243,6 +245,31 @@ class Objective:
         for p, g in zip(self.params, self.gradient()):
             parts += [f"dloss/d{p.name} =", sp.pretty(g)]
         return "\n".join(parts)
+
+    def computational_graph(self, theta, sample):
+        """The loss's computational graph for one sample, with forward values and adjoints.
+
+        ``theta``: parameter values in ``params`` order (or a mapping by symbol or name);
+        ``sample``: one value per data symbol (a mapping, or a sequence in ``data``
+        order). The adjoints are d loss/d node; see :func:`symdiff.computational_graph`.
+        """
+        from .compgraph import computational_graph
+        used = {s.name for s in _free_symbols(self.loss)}
+        at = {}
+        for symbols, values, what in ((self.params, theta, "theta"), (self.data, sample, "sample")):
+            if isinstance(values, dict):
+                given = {(k.name if isinstance(k, sp.Symbol) else k): v for k, v in values.items()}
+                missing = [s.name for s in symbols if s.name not in given and s.name in used]
+                if missing:
+                    raise FormulaError(f"{what} gives no value for {', '.join(map(repr, missing))}")
+            else:
+                values = list(np.ravel(np.asarray(values, dtype=np.float64)))
+                if len(values) != len(symbols):
+                    raise FormulaError(f"{what} has {len(values)} values for {len(symbols)} symbols "
+                                       f"({', '.join(s.name for s in symbols)})")
+                given = {s.name: v for s, v in zip(symbols, values)}
+            at.update({s: given[s.name] for s in symbols if s.name in used})
+        return computational_graph(self.loss, wrt=self.params, at=at, output_name="loss")
 
     def __repr__(self):
         return (f"Objective(loss={self.loss}, params=[{', '.join(p.name for p in self.params)}], "

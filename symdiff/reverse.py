@@ -23,6 +23,20 @@ _LEAVES = ("sym", "const", "bconst")
 
 def reverse_gradient(g: Graph, output: int, wrt: list[int]) -> list[int]:
     """Node ids of d(output)/d(w) for each leaf id ``w`` in ``wrt``, built into ``g``."""
+    adjoint = reverse_adjoints(g, output, wrt)
+    zero = g.const(0.0)
+    return [adjoint[w] if w in adjoint else _match_shape(g, zero, g.shape(w)) for w in wrt]
+
+
+def reverse_adjoints(g: Graph, output: int, wrt: list[int], edges: dict | None = None) -> dict:
+    """{node id: id of d(output)/d(node)} for every node on a path from a ``wrt`` leaf to ``output``.
+
+    A node on such a path that receives no contribution (a ``sign`` or ``detach``
+    input) is absent: its adjoint is zero. When ``edges`` is given, it is filled with
+    ``{(node, argument position): contribution id}``, the adjoint each use of an
+    argument sends back (``None`` for zero), which the computational-graph picture
+    writes on the edges.
+    """
     targets = set(wrt)
     reaches = bytearray(output + 1)  # does a node depend on any wrt leaf?
     for i in range(output + 1):
@@ -40,14 +54,17 @@ def reverse_gradient(g: Graph, output: int, wrt: list[int]) -> list[int]:
             continue
         args = g.args[i]
         contributions = prim.derivative(g, i, *args, a_i)
-        for arg, kind, c in zip(args, prim.arg_kinds(len(args)), contributions):
-            if kind != "float" or c is None or not reaches[arg] or g.is_const(c, 0.0):
+        for position, (arg, kind, c) in enumerate(zip(args, prim.arg_kinds(len(args)), contributions)):
+            if kind != "float" or not reaches[arg]:
+                continue
+            if edges is not None:
+                edges[(i, position)] = c
+            if c is None or g.is_const(c, 0.0):
                 continue
             c = _match_shape(g, c, g.shape(arg))
             prev = adjoint.get(arg)
             adjoint[arg] = c if prev is None else g.add(prev, c)
-    zero = g.const(0.0)
-    return [adjoint[w] if w in adjoint else _match_shape(g, zero, g.shape(w)) for w in wrt]
+    return adjoint
 
 
 def _match_shape(g: Graph, c: int, shape: tuple) -> int:

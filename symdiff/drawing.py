@@ -1,0 +1,244 @@
+"""Pictures of a :class:`~symdiff.compgraph.ComputationalGraph`: Graphviz DOT, SVG, PNG.
+
+Two engines draw the same picture: Graphviz's ``dot`` program when it is on the
+PATH (the nicer layout), otherwise matplotlib (the ``plot`` extra; no system
+package needed), with a layered left-to-right layout of our own. Both use the
+tutorials' convention: forward values in blue, written above each edge and in
+each node; adjoints in red, written below. A node's red number is
+d(output)/d(node); an edge's is the part of its source's adjoint that flows back
+through that use (the two agree unless the source feeds several operations).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import SymdiffError
+
+FORWARD_COLOUR = "#1f5fbf"
+BACKWARD_COLOUR = "#c0392b"
+FORMATS = (".svg", ".png", ".pdf")
+_OP_LABEL = {"add": "+", "sub": "−", "mul": "×", "div": "÷", "neg": "−x"}
+
+
+def op_label(node) -> str:
+    """The operation as the picture writes it: ``+``, ``×``, ``**2``, ``exp``."""
+    if node.op == "powi":
+        return f"**{node.exponent}"
+    return _OP_LABEL.get(node.op, node.op)
+
+
+def _legend(graph) -> str:
+    return (f"blue: forward value    red: adjoint d {graph.output_label}/d node; "
+            f"on an edge, the part that flows back through it")
+
+
+# -- DOT ------------------------------------------------------------------------------
+
+def _quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _coloured(text: str, colour: str) -> str:
+    return f'<FONT COLOR="{colour}">{html.escape(text)}</FONT>'
+
+
+def to_dot(graph) -> str:
+    """The DOT source of ``graph`` (HTML-like labels, left to right)."""
+    from .compgraph import format_value
+
+    lines = [
+        "digraph computational_graph {",
+        "  rankdir=LR;",
+        '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=10, arrowsize=0.7];',
+    ]
+    for node in graph.nodes:
+        if node.op == "constant":
+            lines.append(f'  {_quote(node.name)} [label={_quote(node.name)}, shape=plaintext, '
+                         f'fontcolor="#666666"];')
+            continue
+        title = node.name if node.op == "input" else f"{op_label(node)}  ({node.name})"
+        parts = [f"<B>{html.escape(title)}</B>", _coloured(format_value(node.value, 4), FORWARD_COLOUR)]
+        if node.adjoint is not None:
+            parts.append(_coloured(format_value(node.adjoint, 4), BACKWARD_COLOUR))
+        extra = ", peripheries=2" if node.name == graph.output else ""
+        lines.append(f"  {_quote(node.name)} [label=<{'<BR/>'.join(parts)}>{extra}];")
+    for edge in graph.edges:
+        parts = [_coloured(format_value(edge.value, 4), FORWARD_COLOUR)]
+        if edge.adjoint is not None:
+            parts.append(_coloured(format_value(edge.adjoint, 4), BACKWARD_COLOUR))
+        lines.append(f"  {_quote(edge.source)} -> {_quote(edge.target)} [label=<{'<BR/>'.join(parts)}>];")
+    lines.append(f"  label={_quote(_legend(graph))};")
+    lines.append("  labelloc=b; fontsize=10; fontname=\"Helvetica\";")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# -- rendering ------------------------------------------------------------------------
+
+def render(graph, path, engine: str = "auto") -> Path:
+    """Draw ``graph`` into ``path`` (its suffix picks SVG, PNG or PDF); returns the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise SymdiffError(f"cannot render to {str(path)!r}: the file name must end in "
+                           f"{', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise SymdiffError(f"cannot render to {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    engine = _engine(engine)
+    if engine == "graphviz":
+        _run_dot(graph, ["-T" + suffix[1:], "-o", str(path)])
+    else:
+        _save(_matplotlib_figure(graph), path, suffix[1:])
+    return path
+
+
+def svg_text(graph) -> str:
+    """The picture as SVG text (for Jupyter)."""
+    if _engine("auto") == "graphviz":
+        return _run_dot(graph, ["-Tsvg"])
+    buffer = io.StringIO()
+    _save(_matplotlib_figure(graph), buffer, "svg")
+    return buffer.getvalue()
+
+
+def _save(figure, target, fmt: str) -> None:
+    """Save with text kept as text in SVG (searchable, selectable, small)."""
+    import matplotlib
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(target, format=fmt, dpi=_dpi(figure))
+
+
+def _engine(engine: str) -> str:
+    if engine not in ("auto", "graphviz", "matplotlib"):
+        raise SymdiffError(f"engine must be 'auto', 'graphviz' or 'matplotlib', got {engine!r}")
+    if engine in ("auto", "graphviz") and shutil.which("dot"):
+        return "graphviz"
+    if engine == "graphviz":
+        raise SymdiffError("engine='graphviz' needs Graphviz's `dot` program on the PATH "
+                           "(e.g. apt install graphviz); engine='matplotlib' needs no system package")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SymdiffError("drawing the graph needs matplotlib (pip install 'symdiff-llvm[plot]') or "
+                           "Graphviz's `dot` program on the PATH; print(g) shows the table, "
+                           "g.dot() the DOT source") from None
+    return "matplotlib"
+
+
+def _run_dot(graph, options) -> str:
+    try:
+        done = subprocess.run(["dot", *options], input=to_dot(graph), capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SymdiffError(f"Graphviz's dot failed: {error}") from None
+    if done.returncode != 0:
+        raise SymdiffError(f"Graphviz's dot failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+# -- the matplotlib drawing -------------------------------------------------------------
+
+COLUMN_GAP = 3.0     # data units between layers
+ROW_GAP = 1.25       # between nodes of one layer
+BOX_WIDTH, BOX_HEIGHT = 1.45, 0.9
+MAX_PIXELS = 12000   # longest side of a PNG
+_LABEL_BOX = dict(facecolor="white", edgecolor="none", alpha=0.8, pad=0.5)
+
+
+def layout(graph) -> dict:
+    """{node name: (x, y)}: columns by layer, each column ordered to keep edges short
+    (a few barycentre sweeps, the classic layered-drawing heuristic), centred on y = 0."""
+    columns: dict = {}
+    for node in graph.nodes:
+        columns.setdefault(node.layer, []).append(node.name)
+    neighbours = {n.name: [] for n in graph.nodes}
+    for e in graph.edges:
+        neighbours[e.source].append(e.target)
+        neighbours[e.target].append(e.source)
+    y = {}
+
+    def place(col):
+        for k, name in enumerate(col):
+            y[name] = (len(col) - 1) / 2 - k
+
+    for col in columns.values():
+        place(col)
+    order = sorted(columns)
+    for sweep in range(6):
+        for layer in (order if sweep % 2 == 0 else reversed(order)):
+            col = columns[layer]
+            barycentre = {name: (sum(y[m] for m in neighbours[name]) / len(neighbours[name])
+                                 if neighbours[name] else y[name]) for name in col}
+            col.sort(key=lambda name: -barycentre[name])
+            place(col)
+    return {name: (graph[name].layer * COLUMN_GAP, y[name] * ROW_GAP) for name in y}
+
+
+def _matplotlib_figure(graph):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from .compgraph import format_value
+
+    position = layout(graph)
+    xs = [p[0] for p in position.values()]
+    ys = [p[1] for p in position.values()]
+    x0, x1 = min(xs) - BOX_WIDTH, max(xs) + BOX_WIDTH
+    y0, y1 = min(ys) - BOX_HEIGHT - 0.5, max(ys) + BOX_HEIGHT
+    scale = 0.75  # inches per data unit
+    figure = Figure(figsize=(max((x1 - x0) * scale, 4.0), max((y1 - y0) * scale, 2.5)))
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes((0, 0, 1, 1))
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_axis_off()
+    font = 9
+
+    for edge in graph.edges:
+        (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
+        start, end = (sx + BOX_WIDTH / 2, sy), (tx - BOX_WIDTH / 2, ty)
+        if graph[edge.source].op == "constant":
+            start = (sx + 0.3, sy)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
+                                     color="#555555", linewidth=0.9, shrinkA=0, shrinkB=1, zorder=1))
+        span = end[0] - start[0]
+        t = 0.5 if span <= COLUMN_GAP else 1 - 0.6 * COLUMN_GAP / span
+        mx, my = start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])
+        ax.text(mx, my + 0.05, format_value(edge.value, 4), color=FORWARD_COLOUR, fontsize=font - 1,
+                ha="center", va="bottom", zorder=4, bbox=_LABEL_BOX)
+        if edge.adjoint is not None:
+            ax.text(mx, my - 0.05, format_value(edge.adjoint, 4), color=BACKWARD_COLOUR,
+                    fontsize=font - 1, ha="center", va="top", zorder=4, bbox=_LABEL_BOX)
+
+    for node in graph.nodes:
+        x, y = position[node.name]
+        if node.op == "constant":
+            ax.text(x, y, node.name, color="#666666", fontsize=font, ha="center", va="center")
+            continue
+        output = node.name == graph.output
+        ax.add_patch(FancyBboxPatch((x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2), BOX_WIDTH, BOX_HEIGHT,
+                                    boxstyle="round,pad=0.02,rounding_size=0.12",
+                                    facecolor="#fff8e1" if output else "#f4f6fb",
+                                    edgecolor="#333333", linewidth=1.6 if output else 0.9, zorder=2))
+        title = node.name if node.op == "input" else f"{op_label(node)}  ({node.name})"
+        ax.text(x, y + 0.24, title, fontsize=font + 1, ha="center", va="center", weight="bold", zorder=3)
+        ax.text(x, y, format_value(node.value, 4), color=FORWARD_COLOUR, fontsize=font,
+                ha="center", va="center", zorder=3)
+        if node.adjoint is not None:
+            ax.text(x, y - 0.24, format_value(node.adjoint, 4), color=BACKWARD_COLOUR, fontsize=font,
+                    ha="center", va="center", zorder=3)
+    ax.text((x0 + x1) / 2, y0 + 0.15, _legend(graph), fontsize=font - 1, ha="center", va="bottom",
+            color="#444444")
+    return figure
+
+
+def _dpi(figure) -> float:
+    width, height = figure.get_size_inches()
+    return min(110.0, MAX_PIXELS / max(width, height))
