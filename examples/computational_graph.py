@@ -1,21 +1,23 @@
-"""The computational graph and the chain rule, with the tutorials' shopping example.
+"""The computational graph and the chain rule: the tutorials' shopping bill, then a small network.
 
 A coat costs 400, a pair of trousers 300; we buy one coat and two pairs of
-trousers and pay 70% (30% off). The forward pass walks the graph
+trousers and pay 70% (30% off). ``sd.computational_graph`` builds the graph symdiff
+differentiates and evaluates it at those prices: the forward pass gives every node's
+value (trousers 600, subtotal 1000, total 700), the backward pass every node's
+adjoint, the derivative of the total with respect to that node (0.7 for the
+subtotal; 0.7, 1.4, 210 and 1000 for the four inputs). The script prints the
+table, checks the adjoints against ``sd.grad`` of the whole formula and a compiled
+kernel, then does the same for one sample of a two-layer network's squared error.
 
-    trousers = trouser_price * trouser_count      = 600
-    subtotal = coat_price + trousers              = 1000
-    total    = subtotal * pay_fraction            = 700
+Writes ``shopping_graph.svg`` and ``two_layer_network_graph.svg`` into ``--out``
+(default: the current directory), drawn by Graphviz when its ``dot`` program is
+installed, else by matplotlib.
 
-and the backward pass multiplies local derivatives from the output back to each
-input (the chain rule): the total moves by 0.7 per unit of coat price, 1.4 per unit
-of trouser price, 210 per extra pair of trousers and 1000 per unit of the paid
-fraction. This script prints the graph's local derivatives, the gradient that
-``sd.grad`` derives from the whole formula (as formulas and as numbers), and the
-same numbers from a compiled kernel.
-
-Run: python examples/computational_graph.py
+Run: python examples/computational_graph.py [--out DIR]
 """
+
+import argparse
+from pathlib import Path
 
 import numpy as np
 import sympy as sp
@@ -25,76 +27,67 @@ import symdiff as sd
 coat_price, trouser_price, trouser_count, pay_fraction = sp.symbols(
     "coat_price trouser_price trouser_count pay_fraction", real=True
 )
-prices = {coat_price: 400, trouser_price: 300, trouser_count: 2, pay_fraction: sp.Rational(7, 10)}
 inputs = [coat_price, trouser_price, trouser_count, pay_fraction]
+prices = {coat_price: 400, trouser_price: 300, trouser_count: 2, pay_fraction: 0.7}
 
 
-def forward_and_backward_by_hand():
-    """The graph node by node: forward values, then local derivatives chained backwards."""
-    trousers_node, subtotal_node = sp.symbols("trousers subtotal", real=True)
-    trousers = trouser_price * trouser_count
-    subtotal = coat_price + trousers_node
-    total = subtotal_node * pay_fraction
+def shopping(out: Path):
+    total = (coat_price + trouser_price * trouser_count) * pay_fraction
+    graph = sd.computational_graph(total, wrt=inputs, at=prices, output_name="total")
+    print(f"total = {total} at " + ", ".join(f"{s} = {v:g}" for s, v in prices.items()))
+    print(graph)
 
-    values = dict(prices)
-    values[trousers_node] = trousers.subs(values)
-    values[subtotal_node] = subtotal.subs(values)
-    print("forward pass")
-    print(f"  trousers = {trousers} = {float(values[trousers_node]):g}")
-    print(f"  subtotal = {subtotal} = {float(values[subtotal_node]):g}")
-    print(f"  total    = {total} = {float(total.subs(values)):g}")
+    subtotal = next(node for node in graph if node.op == "add")
+    print(f"\nthe subtotal node {subtotal.name} = {subtotal.value:g}: d total/d subtotal = "
+          f"{subtotal.adjoint:g} (the paid fraction), passed unchanged to coat_price and to the "
+          f"trousers node, which multiplies it by the other factor: 0.7 * 2 = 1.4 per unit of "
+          f"trouser price, 0.7 * 300 = 210 per pair")
 
-    # Local derivatives of each node with respect to its own inputs.
-    d_total = dict(zip([subtotal_node, pay_fraction], sd.grad(total, [subtotal_node, pay_fraction])))
-    d_subtotal = dict(zip([coat_price, trousers_node], sd.grad(subtotal, [coat_price, trousers_node])))
-    d_trousers = dict(zip([trouser_price, trouser_count], sd.grad(trousers, [trouser_price, trouser_count])))
+    gradient = sd.grad(total, inputs)
+    print("\nsd.grad of the whole formula gives the same adjoints:")
+    for symbol, formula in zip(inputs, gradient):
+        value = float(formula.subs(prices))
+        print(f"  d total/d {symbol.name:<13} = {str(formula):<36} = {value:g}")
+        assert np.isclose(value, graph[symbol.name].adjoint)
 
-    def number(value):
-        return f"{float(value):g}"
+    kernel = sd.Objective(total, params=inputs, data=[]).compile()
+    theta = np.array([float(prices[symbol]) for symbol in inputs])
+    value, numeric = kernel(theta, np.empty((1, 0)))
+    print(f"and so does the compiled kernel: total {value:g}, gradient "
+          + ", ".join(f"{g:g}" for g in numeric))
+    assert np.isclose(value, 700.0)
+    assert np.allclose(numeric, [graph[s.name].adjoint for s in inputs])
+    path = graph.render(out / "shopping_graph.svg")
+    print(f"saved {path}")
 
-    print("\nbackward pass (chain rule: multiply the local derivatives along the path)")
-    through_subtotal = d_total[subtotal_node].subs(values)
-    through_trousers = (d_total[subtotal_node] * d_subtotal[trousers_node]).subs(values)
-    chained = {
-        coat_price: (d_total[subtotal_node] * d_subtotal[coat_price]).subs(values),
-        trouser_price: through_trousers * d_trousers[trouser_price].subs(values),
-        trouser_count: through_trousers * d_trousers[trouser_count].subs(values),
-        pay_fraction: d_total[pay_fraction].subs(values),
-    }
-    print(f"  d total/d subtotal      = {d_total[subtotal_node]} = {number(through_subtotal)}")
-    print(f"  d total/d pay_fraction  = {d_total[pay_fraction]} = {number(chained[pay_fraction])}")
-    print(f"  d total/d coat_price    = d total/d subtotal * {d_subtotal[coat_price]}"
-          f" = {number(chained[coat_price])}")
-    print(f"  d total/d trousers      = d total/d subtotal * {d_subtotal[trousers_node]}"
-          f" = {number(through_trousers)}")
-    print(f"  d total/d trouser_price = d total/d trousers * {d_trousers[trouser_price]}"
-          f" = {number(through_trousers)} * {number(d_trousers[trouser_price].subs(values))}"
-          f" = {number(chained[trouser_price])}")
-    print(f"  d total/d trouser_count = d total/d trousers * {d_trousers[trouser_count]}"
-          f" = {number(through_trousers)} * {number(d_trousers[trouser_count].subs(values))}"
-          f" = {number(chained[trouser_count])}")
-    return chained
+
+def two_layer_network(out: Path):
+    x, y = sp.symbols("x y", real=True)
+    prediction, params = sd.mlp([x], hidden=(2,))
+    objective = sd.Objective((prediction - y) ** 2, params=params, data=[x, y])
+    theta = [0.5, -0.3, 0.1, 0.2, 0.8, -0.6, 0.05]  # W1_0_0 W1_1_0 b1_0 b1_1 W2_0_0 W2_0_1 b2_0
+    sample = {x: 1.5, y: 0.4}
+    graph = objective.computational_graph(theta, sample)
+    print(f"\ntwo-layer network {prediction}\nsquared error for one sample x = 1.5, y = 0.4:")
+    print(graph)
+    at = {**dict(zip(params, theta)), **sample}
+    for p in params:
+        assert np.isclose(graph[p.name].adjoint, float(sp.diff(objective.loss, p).subs(at)))
+    print("every parameter's adjoint equals d loss/d parameter from sympy.diff at this sample")
+    path = graph.render(out / "two_layer_network_graph.svg")
+    print(f"saved {path}")
 
 
 def main():
-    chained = forward_and_backward_by_hand()
-
-    total = (coat_price + trouser_price * trouser_count) * pay_fraction
-    gradient = sd.grad(total, inputs)
-    print(f"\nsd.grad of the whole formula  total = {total}")
-    for symbol, formula in zip(inputs, gradient):
-        print(f"  d total/d {symbol.name:<13} = {str(formula):<36} = {float(formula.subs(prices)):g}")
-        assert formula.subs(prices) == chained[symbol]
-
-    objective = sd.Objective(total, params=inputs, data=[])
-    kernel = objective.compile()
-    theta = np.array([float(prices[symbol]) for symbol in inputs])
-    value, numeric = kernel(theta, np.empty((1, 0)))
-    print("\ncompiled kernel at " + ", ".join(f"{s.name}={v:g}" for s, v in zip(inputs, theta)))
-    print(f"  total    = {value:g}")
-    print("  gradient = " + ", ".join(f"{symbol} {number:g}" for symbol, number in zip(inputs, numeric)))
-    expected = [float(chained[symbol]) for symbol in inputs]
-    assert np.isclose(value, 700.0) and np.allclose(numeric, expected), (value, numeric, expected)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Output files go to --out (default: the current directory).")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="directory for shopping_graph.svg and two_layer_network_graph.svg "
+                        "(default: the current directory)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    shopping(args.out)
+    two_layer_network(args.out)
 
 
 if __name__ == "__main__":

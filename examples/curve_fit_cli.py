@@ -40,8 +40,11 @@ def write_measurements(path, seed=0, rows=200):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("."), help="directory for the CSV, plot and JSON")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Output files go to --out (default: the current directory).")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="directory for decay.csv, decay_fit.png and decay_fit.json "
+                        "(default: the current directory)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -18,13 +18,12 @@ norm (before clipping) against the epoch.
 
     python examples/gradient_clipping.py [--out DIR]
 
-``--out`` is where the PNG goes (default: the system temp directory).
+``--out`` is where ``gradient_clipping.png`` goes (default: the current directory).
 ``SYMDIFF_FAST=1`` shrinks data and epochs so the script finishes in seconds.
 """
 
 import argparse
 import os
-import tempfile
 
 import numpy as np
 import sympy as sp
@@ -67,8 +66,10 @@ def plot(histories, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Gradient clipping on an exponential curve fit.")
-    parser.add_argument("--out", default=tempfile.gettempdir(), help="directory for the PNG")
+    parser = argparse.ArgumentParser(description="Gradient clipping on an exponential curve fit.",
+                                     epilog="Output files go to --out (default: the current directory).")
+    parser.add_argument("--out", default=".",
+                        help="directory for gradient_clipping.png (default: the current directory)")
     args = parser.parse_args(argv)
     objective, data = problem(np.random.default_rng(2))
     print(f"fit y = a*exp(b*x) to N = {N:,} points (true a = 2, b = 1.3) from a = {START['a']}, "

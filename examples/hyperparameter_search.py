@@ -17,9 +17,12 @@ and the count of kernel requests shows the clones share one compiled formula.
 Set SYMDIFF_FAST=1 for a run of a few seconds. Needs scikit-learn
 (``pip install 'symdiff-llvm[sklearn]'``).
 
+It prints its results and writes no files.
+
 Run: python examples/hyperparameter_search.py
 """
 
+import argparse
 import os
 import time
 
@@ -109,4 +112,6 @@ def main():
           f"the disk cache, {requests['memory_hits']} already in memory from sd.tune's run)")
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                            epilog="It prints its results and writes no files.").parse_args()
     main()

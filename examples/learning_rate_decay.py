@@ -14,13 +14,12 @@ start with a constant rate and with each schedule of ``symdiff.schedules``, then
 
     python examples/learning_rate_decay.py [--out DIR]
 
-``--out`` is where the PNG goes (default: the system temp directory).
+``--out`` is where ``learning_rate_decay.png`` goes (default: the current directory).
 ``SYMDIFF_FAST=1`` shrinks data and epochs so the script finishes in seconds.
 """
 
 import argparse
 import os
-import tempfile
 
 import numpy as np
 import sympy as sp
@@ -76,8 +75,10 @@ def plot(results, excess, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Learning-rate schedules on linear regression.")
-    parser.add_argument("--out", default=tempfile.gettempdir(), help="directory for the PNG")
+    parser = argparse.ArgumentParser(description="Learning-rate schedules on linear regression.",
+                                     epilog="Output files go to --out (default: the current directory).")
+    parser.add_argument("--out", default=".",
+                        help="directory for learning_rate_decay.png (default: the current directory)")
     args = parser.parse_args(argv)
     objective, data, exact = problem(np.random.default_rng(1))
     kernel = objective.compile()

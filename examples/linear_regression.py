@@ -31,8 +31,10 @@ FAST = os.environ.get("SYMDIFF_FAST") == "1"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("."), help="directory for the plot")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Output files go to --out (default: the current directory).")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="directory for linear_regression.png (default: the current directory)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 

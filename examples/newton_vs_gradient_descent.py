@@ -111,7 +111,7 @@ def main():
                     "Adam, L-BFGS and Newton. Prints a table; saves newton_vs_gradient_descent.png "
                     "in --out.")
     parser.add_argument("--out", type=Path, default=Path("."),
-                        help="directory for newton_vs_gradient_descent.png (default: current directory)")
+                        help="directory for newton_vs_gradient_descent.png (default: the current directory)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 

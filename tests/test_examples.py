@@ -28,6 +28,21 @@ def test_example_runs_in_fast_mode(script, tmp_path):
         f"--- stdout ---\n{completed.stdout[-3000:]}\n--- stderr ---\n{completed.stderr[-3000:]}"
     )
     assert completed.stdout.strip(), f"{script.name} printed nothing"
+    if "--out" in script.read_text():  # the default output directory is the current one
+        assert any(tmp_path.iterdir()), f"{script.name} wrote nothing into the current directory"
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[path.name for path in EXAMPLES])
+def test_example_help_says_where_outputs_go(script, tmp_path):
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), environment.get("PYTHONPATH")]))
+    completed = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, env=environment,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    text = " ".join(completed.stdout.split())
+    assert "usage:" in text
+    assert "(default: the current directory)" in text or "writes no files" in text, text
+    assert not any(tmp_path.iterdir()), f"{script.name} --help wrote files"
 
 
 def test_newton_vs_gradient_descent_reports_iterations_and_writes_its_figure(tmp_path):

@@ -153,7 +153,8 @@ def test_overflow_prone_inputs_stay_finite():
 
 class TestBadInput:
     @pytest.fixture(scope="class")
-    def kernel(self):
+    @classmethod
+    def kernel(cls):  # a classmethod: pytest 9.1 deprecates class-scoped fixtures on instances
         w0, w1 = sp.symbols("w0 w1", real=True)
         return sd.Objective((w0 * x + w1 - z) ** 2, [w0, w1], [x, z]).compile()
 

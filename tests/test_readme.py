@@ -16,3 +16,13 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
         exec(compile(block, str(README), "exec"), namespace)  # our own documentation, not user input
     assert abs(namespace["result"].params_dict[namespace["w"]] - 3) < 0.1
     assert os.path.exists(tmp_path / "loss.png")
+
+
+def test_readme_gradient_comment_is_what_the_call_returns():
+    import sympy as sp
+    import symdiff as sd
+
+    comment = re.search(r"^obj\.gradient\(\)\s+# (\[.*?\])", README.read_text(), flags=re.M).group(1)
+    w, b, x, y = sp.symbols("w b x y")
+    obj = sd.Objective((w*x + b - y)**2, params=[w, b], data=[x, y])
+    assert comment == str(obj.gradient())
