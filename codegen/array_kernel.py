@@ -7,10 +7,9 @@ to its batch — ``(n, r, c)`` or ``(n, r*c)`` for a per-sample ``(r, c)`` array
 Python before native code runs; errors name the symbol and the shape expected.
 
 A call runs ``symdiff_prepare`` once (sample-invariant values), then ``symdiff_tile``
-on tiles of at most ``plan.tile_rows`` samples. Tile bounds depend on n alone, each
-tile writes its own row of sums, and the rows are added in tile order, so results are
-bit-identical run to run and whatever the thread count. BLAS runs single-threaded
-inside (symdiff's threads share the tiles; see :mod:`codegen.blas`).
+on tiles of at most ``plan.tile_rows`` samples, grouped in one slot per core (see
+``_run``): results are bit-identical run to run and whatever the thread count. BLAS
+runs single-threaded inside (symdiff's threads share the slots; see :mod:`codegen.blas`).
 """
 
 from __future__ import annotations
@@ -24,11 +23,15 @@ import numpy as np
 from symdiff.errors import DataError, DataTypeError
 
 from . import blas
-from .kernel import _Compiled, _executor, _address
+from .kernel import _Compiled, _address, _executor, available_cores
 
 _PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                          ctypes.c_void_p, ctypes.c_void_p)
+
+
+#: batches with fewer flops than this per thread run on one thread (hand-off costs ~30 us)
+MIN_FLOPS_PER_THREAD = 4e6
 
 
 def _name(key) -> str:
@@ -51,6 +54,9 @@ class ArrayKernel(_Compiled):
         self._scratch = []
         self._scratch_lock = threading.Lock()
         self._constants = self._constant_parts()
+        self._accs = [(off, plan.size(plan.program.outputs[k]), plan.out_offsets[k])
+                      for k, off in plan.acc.items()]
+        self.slots = max(1, available_cores())
 
     def _constant_parts(self):
         """(flat offset, size, hoist offset or None, value, sign) of each sample-invariant part."""
@@ -170,41 +176,52 @@ class ArrayKernel(_Compiled):
             self._scratch.append(s)
 
     def _run(self, theta, cols, n):
-        P = self.plan
+        """Sums over the batch, in slots: slot s runs tiles s, s + S, s + 2S, ... in order,
+        accumulating in its own buffers; slots are added in order. S (``self.slots``) and
+        the tile bounds depend on n alone, not on the threads, so any thread count gives
+        the same bits; threads take whole slots."""
+        P, S = self.plan, self.slots
         hoist = np.empty(max(1, P.hoist_size), dtype=self.dtype)
         ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
         h_addr, p_addr = _address(hoist), _address(ptrs)
-        n_tiles = -(-n // P.tile_rows)
+        per_slot = -(-n // (S * P.tile_rows))
+        n_tiles = S * per_slot
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
-        sums = np.empty((n_tiles, P.n_flat), dtype=np.float64)
-        row, base = sums.strides[0], _address(sums)
-        parts = max(1, min(self.threads, n_tiles))
-        tile = self._tile
+        sums = np.zeros((S, P.n_flat), dtype=np.float64)
+        tile, accs = self._tile, self._accs
+        parallel = self.threads > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
+
+        def slot(s):
+            scratch = self._take_scratch()
+            for off, size, out in accs:
+                scratch[off:off + size] = 0
+            s_addr, row = _address(scratch), _address(sums) + s * sums.strides[0]
+            for k in range(s, n_tiles, S):
+                if bounds[k] < bounds[k + 1]:
+                    tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr)
+            for off, size, out in accs:
+                sums[s, out:out + size] += scratch[off:off + size]
+            self._give_scratch(scratch)
+
         with blas.single_threaded():
             self._prepare(_address(theta), h_addr)
-            if parts == 1:
-                scratch = self._take_scratch()
-                s_addr = _address(scratch)
-                for k in range(n_tiles):
-                    tile(h_addr, p_addr, bounds[k], bounds[k + 1], base + k * row, s_addr)
-                self._give_scratch(scratch)
+            if not parallel:
+                for s in range(S):
+                    slot(s)
             else:
                 counter = itertools.count()
 
                 def work():
-                    scratch = self._take_scratch()
-                    s_addr = _address(scratch)
-                    for k in iter(counter.__next__, None):
-                        if k >= n_tiles:
-                            break
-                        tile(h_addr, p_addr, bounds[k], bounds[k + 1], base + k * row, s_addr)
-                    self._give_scratch(scratch)
+                    for s in iter(counter.__next__, None):
+                        if s >= S:
+                            return
+                        slot(s)
 
-                futures = [_executor().submit(work) for _ in range(parts - 1)]
+                futures = [_executor().submit(work) for _ in range(min(self.threads, S) - 1)]
                 work()
                 for f in futures:
                     f.result()
-        total = sums.sum(axis=0) if n_tiles > 1 else sums[0]
+        total = sums.sum(axis=0) if S > 1 else sums[0]
         for off, size, h, value, sign in self._constants:
             part = hoist[h:h + size].astype(np.float64) if h is not None else value
             total[off:off + size] += (sign * n) * part
