@@ -38,13 +38,22 @@ class Graph:
         self.const_origin: dict[float, object] = {}
         #: per-sample shape (rows, cols) of every array-valued node; scalars are absent
         self.shapes: dict[int, tuple] = {}
+        #: adjoints declared for a compound node instead of walking its inside:
+        #: node -> ((arg, adj -> contribution), ...), e.g. log-sum-exp -> softmax
+        self.custom_adjoints: dict[int, tuple] = {}
+        #: compound nodes to print as one function, node -> (name, arg), e.g. logsumexp
+        self.compound: dict[int, tuple] = {}
 
     def __len__(self):
         return len(self.ops)
 
     # -- leaves ---------------------------------------------------------------
-    def symbol(self, name: str, shape: tuple = ()) -> int:
+    def symbol(self, name: str, shape: tuple | None = None) -> int:
+        """The leaf ``name``; ``shape``: ``()`` for a scalar, ``(rows, cols)`` for a matrix,
+        None to take the symbol as it was first declared (a scalar if it is new)."""
         i = self._intern("sym", (name,))
+        if shape is None:
+            return i
         shape = tuple(int(d) for d in shape)
         if shape:
             if self.shapes.setdefault(i, shape) != shape:

@@ -17,6 +17,8 @@ import numpy as np
 import sympy as sp
 
 from .errors import FormulaError
+from . import array_objective
+from .from_matrix import scalar_loss
 from .from_sympy import to_graph
 from .graph import Graph
 from .ir import Program, linearize
@@ -40,6 +42,8 @@ def _as_expr(e, what="loss"):
         e = parse_formula(e)
     if isinstance(e, (int, float)):
         e = sp.Float(e) if isinstance(e, float) else sp.Integer(e)
+    if isinstance(e, sp.MatrixExpr) and e.shape == (1, 1) and what in ("loss", "expression"):
+        return e  # a 1x1 matrix formula such as r.T*r is a scalar loss
     if isinstance(e, (sp.MatrixBase,)) or getattr(e, "is_Matrix", False):
         raise FormulaError(f"the {what} must be a scalar expression, got a matrix of shape {e.shape}")
     if not isinstance(e, sp.Expr):
@@ -52,17 +56,19 @@ def _free_symbols(expr) -> set:
     cached = getattr(expr, "_symdiff_free", None)
     if cached is not None:
         return cached
-    seen, out, stack = set(), set(), [expr]
+    seen, out, bound, stack = set(), set(), set(), [expr]
     while stack:
         e = stack.pop()
-        if isinstance(e, sp.Symbol):
+        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
             out.add(e)
             continue
+        if isinstance(e, sp.Lambda):  # the variable of f in A.applyfunc(f) is not free
+            bound.update(e.variables)
         for a in getattr(e, "args", ()):
             if a not in seen:
                 seen.add(a)
                 stack.append(a)
-    return out
+    return out - bound
 
 
 def _guard_depth(fn):
@@ -86,7 +92,7 @@ def _symbols(items, expr, what):
         by_name.setdefault(s.name, s)
     out = []
     for it in items:
-        if isinstance(it, sp.Symbol):
+        if isinstance(it, (sp.Symbol, sp.MatrixSymbol)):
             out.append(it)
         elif isinstance(it, str):
             out.append(by_name.get(it, sp.Symbol(it, real=True)))
@@ -107,6 +113,8 @@ class _Derived:
         self.graph = Graph()
         names = [p.name for p in params] + [d.name for d in data]
         self.nodes = to_graph(outputs, self.graph, names)
+        if gradient_of is not None:
+            self.nodes[gradient_of] = scalar_loss(self.graph, self.nodes[gradient_of])
         self.times = {"to_graph": time.perf_counter() - t0}
         self.grad_nodes = None
         if gradient_of is not None:
@@ -187,7 +195,32 @@ class Objective:
         self._derived = None
         self._program = None
         self._gradient = None
+        self._display = None
         self._kernels = {}
+        self._array = array_objective.is_array(self)
+
+    # -- matrices -------------------------------------------------------------------
+    @property
+    def param_shapes(self) -> dict:
+        """{param: shape}: ``(rows, cols)`` for a matrix parameter, ``()`` for a scalar."""
+        return array_objective.param_shapes(self)
+
+    def pack(self, values) -> np.ndarray:
+        """The flat theta kernels take: {param: value} in params order, each raveled C-order."""
+        return array_objective.pack(self, values)
+
+    def unpack(self, flat) -> dict:
+        """{param: array of its shape} from a flat theta or gradient (inverse of :meth:`pack`)."""
+        return array_objective.unpack(self, flat)
+
+    def init(self, seed=0) -> np.ndarray:
+        """A flat initial theta: Glorot/He weights, zero biases (see :mod:`symdiff.array_objective`)."""
+        return array_objective.initial_values(self, seed)
+
+    @property
+    def layers(self) -> dict:
+        """{h1: tanh.(W1*x + b1), ...}: the named forward layers :meth:`gradient` refers to."""
+        return dict(array_objective.display(self).layers) if self._array else {}
 
     # -- symbolic -----------------------------------------------------------------
     def _derive(self):
@@ -200,8 +233,14 @@ class Objective:
         return {s.name: s for s in self.params + self.data}
 
     @_guard_depth
-    def gradient(self) -> list:
-        """The per-sample gradient in ``params`` order, as readable SymPy expressions."""
+    def gradient(self, expand=False) -> list:
+        """The per-sample gradient in ``params`` order, as readable SymPy expressions.
+
+        With matrix parameters, each entry is a matrix expression of its parameter's shape,
+        written with the named layers of :attr:`layers`; ``expand=True`` substitutes them.
+        """
+        if self._array:
+            return array_objective.gradient(self, expand)
         if self._gradient is None:
             d = self._derive()
             self._gradient = [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, self._symbol_map)]
@@ -221,6 +260,8 @@ class Objective:
 
     def latex(self) -> str:
         """The loss and its gradient as a LaTeX ``aligned`` block."""
+        if self._array:
+            return array_objective.latex(self)
         lines = [r"L &= " + sp.latex(self.loss)]
         for p, g in zip(self.params, self.gradient()):
             lines.append(r"\frac{\partial L}{\partial %s} &= %s" % (sp.latex(p), sp.latex(g)))
@@ -231,6 +272,8 @@ class Objective:
 
     def pretty(self) -> str:
         """The loss and its gradient as SymPy's pretty (Unicode) text."""
+        if self._array:
+            return array_objective.pretty(self)
         parts = ["loss =", sp.pretty(self.loss)]
         for p, g in zip(self.params, self.gradient()):
             parts += [f"dloss/d{p.name} =", sp.pretty(g)]
@@ -256,6 +299,9 @@ class Objective:
 
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
+        if k is None and self._array:
+            k = array_objective.compile_kernel(self, self.program(), dtype, threads, cache)
+            self._kernels[key] = k
         if k is None:
             program = self.program()
             k = codegen.compile_objective(program, dtype=dtype, threads=threads, cache=cache,
