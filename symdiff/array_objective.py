@@ -219,11 +219,11 @@ def pretty(objective) -> str:
 
 
 def compile_kernel(objective, program, dtype, threads, cache):
-    """The native kernel of an array program (the GEMM lowering in ``codegen``)."""
+    """The native kernel of an array program (GEMMs and fused loops, ``codegen``)."""
     import codegen
-    compile_array = getattr(codegen, "compile_array_objective", None)
-    if compile_array is None:
-        raise UnsupportedError("compiling matrix formulas needs the native array lowering, which "
-                               "this build of codegen does not have yet; symdiff.evaluate(obj.program(), "
-                               "theta, data) computes the same values in NumPy")
-    return compile_array(program, dtype=dtype, threads=threads, cache=cache, keys=objective.data)
+    try:
+        return codegen.compile_objective(program, dtype=dtype, threads=threads, cache=cache,
+                                         keys=objective.data)
+    except codegen.LoweringError as exc:
+        raise UnsupportedError(f"this matrix formula cannot be compiled yet: {exc}; "
+                               f"symdiff.evaluate(obj.program(), theta, data) computes it in NumPy") from exc

@@ -269,3 +269,18 @@ def test_compile_says_what_is_missing_or_matches_evaluate():
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-12)
     loss32, grad32 = obj.compile(dtype=np.float32)(theta, {x: X, y: Y})
     np.testing.assert_allclose(grad32, ref_grad, rtol=2e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_compiled_kernel_matches_evaluate(name):
+    make, params, data = CASES[name]
+    obj = sd.Objective(make(), params=params, data=data)
+    theta = rng.normal(size=sum(int(np.prod(getattr(p, "shape", ()))) for p in params))
+    arrays = {d: rng.normal(size=(40,) + tuple(getattr(d, "shape", ()))) for d in data}
+    ref_loss, ref_grad = _mean_outputs(obj, theta, arrays)
+    loss, grad = obj.compile()(theta, arrays)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-13)
+    loss32, grad32 = obj.compile(dtype=np.float32)(theta, arrays)
+    np.testing.assert_allclose(loss32, ref_loss, rtol=1e-4)
+    np.testing.assert_allclose(grad32, ref_grad, rtol=1e-3, atol=1e-4 * np.abs(ref_grad).max())
