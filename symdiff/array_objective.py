@@ -20,7 +20,8 @@ DISPLAY_MAX_OPS = 400
 
 
 def is_array(objective) -> bool:
-    return any(isinstance(s, sp.MatrixSymbol) for s in objective.params + objective.data)
+    data = getattr(objective, "data", None) or getattr(objective, "inputs", ())
+    return any(isinstance(s, sp.MatrixSymbol) for s in tuple(objective.params) + tuple(data))
 
 
 def shape_of(symbol) -> tuple:

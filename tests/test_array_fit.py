@@ -52,3 +52,31 @@ def test_fit_accepts_a_dict_of_arrays_as_init_and_validation():
         sd.fit(obj, {x: X, y: Y}, epochs=1, init={W1: np.zeros((6, 8))}, progress=False)
     with pytest.raises(sd.DataError, match=r"'x' has per-sample shape \(6, 1\)"):
         sd.fit(obj, {x: X[:, :5], y: Y}, epochs=1, progress=False)
+
+
+def test_matrix_mlp_model_has_vector_outputs_and_trains():
+    x = M("x", 6, 1)
+    logits, params = sd.mlp(x, (8,), activation=sd.relu, outputs=3)
+    assert [p.shape for p in params] == [(8, 6), (8, 1), (3, 8), (3, 1)]
+    model = sd.Model(logits, params, [x])
+    obj = model.objective("y", loss="softmax_cross_entropy")
+    y = obj.data[1]
+    assert y.shape == (3, 1)
+    X, Y, labels = _blobs()
+    result = sd.fit(obj, {x: X, "y": Y}, lr=0.05, epochs=100, progress=False)
+    probs_model = sd.Model(sd.softmax(logits), params, [x])
+    from symdiff.evaluate import evaluate
+    P = evaluate(probs_model.program(), result.params, {x: X})[0][:, :, 0]
+    assert P.shape == (300, 3) and np.allclose(P.sum(1), 1)
+    assert (P.argmax(1) == labels).mean() > 0.95
+    assert str(obj.gradient()[1]) == "HadamardProduct(W2.T*(-y + softmax(z)), step.(W1*x + b1))"
+    with pytest.raises(sd.UnsupportedError, match="evaluate"):
+        probs_model.compile()
+
+
+def test_scalar_mlp_unchanged():
+    u, v = sp.symbols("u v", real=True)
+    out, params = sd.mlp([u, v], (3,))
+    assert len(params) == 3 * 2 + 3 + 3 + 1 and isinstance(out, sp.Expr)
+    with pytest.raises(ValueError, match="MatrixSymbol"):
+        sd.mlp([u, v], (3,), outputs=2)
