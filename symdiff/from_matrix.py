@@ -136,6 +136,17 @@ def plan_matrix(tr, e):
                 acc = g.mul(s, acc)
             return acc
         return tuple(scalars + inner), build
+    if isinstance(e, sp.MatPow):
+        base, n = e.args
+        if not (n.is_Integer and n >= 0):
+            raise UnsupportedError(f"matrix power {_short(e)}: only non-negative integer powers "
+                                   f"are supported (no matrix inverse)")
+        def build(ids, n=int(n), r=shape_of(base)[0]):
+            acc = g.node("eye", r)
+            for _ in range(n):
+                acc = ids[0] if g.ops[acc] == "eye" else g.dot(acc, ids[0])
+            return acc
+        return (base,), build
     if isinstance(e, sp.Transpose):
         return (e.arg,), lambda ids: g.node("transpose", ids[0])
     if isinstance(e, HadamardProduct):

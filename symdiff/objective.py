@@ -134,13 +134,17 @@ def grad(expr, wrt) -> list:
     reverse sweep over the shared expression DAG, then tidied for reading.
     """
     expr = _as_expr(expr, "expression")
-    if isinstance(wrt, (sp.Symbol, str)):
+    if isinstance(wrt, (sp.Symbol, sp.MatrixSymbol, str)):
         wrt = [wrt]
     wrt = _symbols(wrt, expr, "wrt")
     others = tuple(sorted((s for s in _free_symbols(expr) if s.name not in {w.name for w in wrt}),
                           key=lambda s: s.name))
     d = _Derived([expr], wrt, others, gradient_of=0)
     symbols = {s.name: s for s in list(wrt) + list(others)}
+    if any(isinstance(s, sp.MatrixSymbol) for s in symbols.values()):
+        from .to_matrix import MatrixPrinter
+        printer = MatrixPrinter(d.graph, symbols)
+        return [printer(n) for n in d.grad_nodes]
     return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
 
 
@@ -175,7 +179,7 @@ class Objective:
     @_guard_depth
     def __init__(self, loss, params, data=None):
         self.loss = _as_expr(loss)
-        if isinstance(params, (sp.Symbol, str)):
+        if isinstance(params, (sp.Symbol, sp.MatrixSymbol, str)):
             params = [params]
         self.params = _symbols(list(params), self.loss, "params")
         if not self.params:
@@ -184,7 +188,7 @@ class Objective:
         if data is None:
             data = sorted((s for s in _free_symbols(self.loss) if s.name not in pnames),
                           key=lambda s: s.name)
-        elif isinstance(data, (sp.Symbol, str)):
+        elif isinstance(data, (sp.Symbol, sp.MatrixSymbol, str)):
             data = [data]
         self.data = _symbols(list(data), self.loss, "data")
         clash = pnames & {d.name for d in self.data}
