@@ -7,28 +7,32 @@ to its batch — ``(n, r, c)`` or ``(n, r*c)`` for a per-sample ``(r, c)`` array
 Python before native code runs; errors name the symbol and the shape expected.
 
 A call runs ``symdiff_prepare`` once (sample-invariant values), then ``symdiff_tile``
-on tiles of at most ``plan.tile_rows`` samples. Tile bounds depend on n alone, each
-tile writes its own row of sums, and the rows are added in tile order, so results are
-bit-identical run to run and whatever the thread count. BLAS runs single-threaded
-inside (symdiff's threads share the tiles; see :mod:`codegen.blas`).
+on tiles of at most ``plan.tile_rows`` samples, grouped in one slot per core (see
+``_run``): results are bit-identical run to run and whatever the thread count. BLAS
+runs single-threaded inside (symdiff's threads share the slots; see :mod:`codegen.blas`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import itertools
-import threading
+import math
+import operator
 
 import numpy as np
 
 from symdiff.errors import DataError, DataTypeError
 
 from . import blas
-from .kernel import _Compiled, _executor, _address
+from .kernel import _Compiled, _executor, available_cores
 
 _PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                          ctypes.c_void_p, ctypes.c_void_p)
+
+
+#: batches with fewer flops than this per thread run on one thread (hand-off costs ~30 us)
+MIN_FLOPS_PER_THREAD = 4e6
 
 
 def _name(key) -> str:
@@ -48,9 +52,13 @@ class ArrayKernel(_Compiled):
         self.keys = tuple(keys) if keys is not None else self.data
         self._prepare = _PREPARE(self._library.addresses["symdiff_prepare"])
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
-        self._scratch = []
-        self._scratch_lock = threading.Lock()
+        self._memo = None
+        self._free = []  # workspaces not in use (list.pop/append are atomic)
+        self._blas_threads = blas.SingleThreaded()
         self._constants = self._constant_parts()
+        self._accs = [(off, plan.size(plan.program.outputs[k]), plan.out_offsets[k])
+                      for k, off in plan.acc.items()]
+        self.slots = max(1, available_cores())
 
     def _constant_parts(self):
         """(flat offset, size, hoist offset or None, value, sign) of each sample-invariant part."""
@@ -82,7 +90,7 @@ class ArrayKernel(_Compiled):
             shapes = ", ".join(f"{p} {self.shapes[p] or '(scalar)'}" for p in self.params)
             raise DataError(f"theta must be a 1-D array of {self.n_theta} values (parameters "
                             f"{shapes}, each raveled C-order); got shape {t.shape}")
-        if not np.isfinite(t).all():
+        if not math.isfinite(t.sum()) and not np.isfinite(t).all():  # a sum is cheaper
             k = int(np.flatnonzero(~np.isfinite(t))[0])
             raise DataError(f"theta[{k}] ({self._where(k)}) is {t[k]}")
         return t
@@ -124,6 +132,23 @@ class ArrayKernel(_Compiled):
             raise DataError("empty batch: data has 0 samples")
         return cols, n
 
+    def _prepared(self, data):
+        """Columns, n and pointer table; a dict holding the very arrays of the previous call
+        skips the checks (they passed then; an array object cannot move its memory)."""
+        memo = self._memo
+        if memo is not None and type(data) is dict:
+            keys, values, cols, n, ptrs = memo
+            if tuple(data) == keys and all(map(operator.is_, data.values(), values)):
+                return cols, n, ptrs
+        cols, n = self._columns(data)
+        ptrs = _pointer_table(cols)
+        if type(data) is dict and all(any(np.may_share_memory(c, v) for v in data.values()
+                                              if isinstance(v, np.ndarray)) for c in cols):
+            # only the caller's own arrays (views): a converted copy would go stale if the
+            # caller changed their array in place
+            self._memo = (tuple(data), tuple(data.values()), cols, n, ptrs)
+        return cols, n, ptrs
+
     def _column(self, name, value):
         shape = self.shapes[name]
         if not (type(value) is np.ndarray):
@@ -159,55 +184,64 @@ class ArrayKernel(_Compiled):
                                 f"or gradient is not finite")
 
     # -- running -----------------------------------------------------------------------------
-    def _take_scratch(self):
-        with self._scratch_lock:
-            if self._scratch:
-                return self._scratch.pop()
-        return np.empty(max(1, self.plan.scratch_size), dtype=self.dtype)
+    def _workspace(self):
+        """A free workspace (buffers with their addresses looked up once: ~1 us each)."""
+        try:
+            return self._free.pop()
+        except IndexError:
+            return _Workspace(self.plan, self.slots, self.dtype, self._accs)
 
-    def _give_scratch(self, s):
-        with self._scratch_lock:
-            self._scratch.append(s)
-
-    def _run(self, theta, cols, n):
-        P = self.plan
-        hoist = np.empty(max(1, P.hoist_size), dtype=self.dtype)
-        ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
-        h_addr, p_addr = _address(hoist), _address(ptrs)
-        n_tiles = -(-n // P.tile_rows)
+    def _run(self, theta, cols, n, ptrs=None):
+        """Sums over the batch, in slots: slot s runs tiles s, s + S, s + 2S, ... in order,
+        accumulating in its own buffers; slots are added in order. S (``self.slots``) and
+        the tile bounds depend on n alone, not on the threads, so any thread count gives
+        the same bits; threads take whole slots."""
+        P, S = self.plan, self.slots
+        ws = self._workspace()
+        if ptrs is None:
+            ptrs = _pointer_table(cols)
+        p_addr = ptrs[1]
+        per_slot = -(-n // (S * P.tile_rows))
+        n_tiles = S * per_slot
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
-        sums = np.empty((n_tiles, P.n_flat), dtype=np.float64)
-        row, base = sums.strides[0], _address(sums)
-        parts = max(1, min(self.threads, n_tiles))
-        tile = self._tile
-        with blas.single_threaded():
-            self._prepare(_address(theta), h_addr)
-            if parts == 1:
-                scratch = self._take_scratch()
-                s_addr = _address(scratch)
-                for k in range(n_tiles):
-                    tile(h_addr, p_addr, bounds[k], bounds[k + 1], base + k * row, s_addr)
-                self._give_scratch(scratch)
+        ws.sums.fill(0.0)
+        tile, h_addr = self._tile, ws.hoist_addr
+
+        def slot(s):
+            for z in ws.acc_views[s]:
+                z.fill(0)
+            s_addr, row = ws.scratch_addrs[s], ws.sums_addrs[s]
+            for k in range(s, n_tiles, S):
+                if bounds[k] < bounds[k + 1]:
+                    tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr)
+            for z, out in zip(ws.acc_views[s], ws.acc_outs[s]):
+                out += z
+
+        parallel = self.threads > 1 and S > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
+        with self._blas_threads:
+            self._prepare(theta.ctypes.data, h_addr)
+            if not parallel:
+                for s in range(S):
+                    slot(s)
             else:
                 counter = itertools.count()
 
                 def work():
-                    scratch = self._take_scratch()
-                    s_addr = _address(scratch)
-                    for k in iter(counter.__next__, None):
-                        if k >= n_tiles:
-                            break
-                        tile(h_addr, p_addr, bounds[k], bounds[k + 1], base + k * row, s_addr)
-                    self._give_scratch(scratch)
+                    for s in iter(counter.__next__, None):
+                        if s >= S:
+                            return
+                        slot(s)
 
-                futures = [_executor().submit(work) for _ in range(parts - 1)]
+                futures = [_executor().submit(work) for _ in range(min(self.threads, S) - 1)]
                 work()
                 for f in futures:
                     f.result()
-        total = sums.sum(axis=0) if n_tiles > 1 else sums[0]
+        sums = ws.sums
+        total = sums[0] + sums[1] if S == 2 else sums.sum(axis=0) if S > 1 else sums[0].copy()
         for off, size, h, value, sign in self._constants:
-            part = hoist[h:h + size].astype(np.float64) if h is not None else value
+            part = ws.hoist[h:h + size].astype(np.float64) if h is not None else value
             total[off:off + size] += (sign * n) * part
+        self._free.append(ws)
         total *= 1.0 / n
         return total
 
@@ -218,10 +252,10 @@ class ArrayKernel(_Compiled):
         :class:`~symdiff.errors.DataError` naming it and the sample (theta is checked before
         the call); otherwise the non-finite values are returned for the caller to handle.
         """
-        cols, n = self._columns(data)
+        cols, n, ptrs = self._prepared(data)
         t = self._theta(theta)
-        total = self._run(t, cols, n)
-        if not np.isfinite(total).all():
+        total = self._run(t, cols, n, ptrs)
+        if not math.isfinite(total.sum()):
             self._diagnose(cols)
         return total.item(0), total[1:]
 
@@ -238,16 +272,36 @@ class ArrayKernel(_Compiled):
                 f"data={len(self.data)} dtype={self.dtype} threads={self.threads}>")
 
 
+def _pointer_table(cols):
+    table = np.array([c.ctypes.data for c in cols] or [0], dtype=np.uintp)
+    return table, table.ctypes.data
+
+
+class _Workspace:
+    """The buffers of one call: hoisted values, one scratch area and one row of sums per slot."""
+
+    def __init__(self, plan, slots, dtype, accs):
+        self.hoist = np.zeros(max(1, plan.hoist_size), dtype=dtype)
+        self.hoist_addr = self.hoist.ctypes.data
+        self.sums = np.zeros((slots, plan.n_flat), dtype=np.float64)
+        self.sums_addrs = [self.sums[s].ctypes.data for s in range(slots)]
+        self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(slots)]
+        self.scratch_addrs = [a.ctypes.data for a in self.scratch]
+        self.acc_views = [[a[off:off + size] for off, size, _ in accs] for a in self.scratch]
+        self.acc_outs = [[self.sums[s, out:out + size] for _, size, out in accs] for s in range(slots)]
+
+
 class BoundArrayKernel:
     """An array kernel with its data checked and pinned: ``bound(theta) -> (loss, grad)``."""
 
     def __init__(self, kernel, cols, n):
         self.kernel, self._cols, self.n = kernel, cols, n
+        self._ptrs = _pointer_table(cols)  # holds the table; _cols keeps the arrays alive
 
     def __call__(self, theta):
         k = self.kernel
-        total = k._run(k._theta(theta), self._cols, self.n)
-        if not np.isfinite(total).all():
+        total = k._run(k._theta(theta), self._cols, self.n, self._ptrs)
+        if not math.isfinite(total.sum()):
             k._diagnose(self._cols)
         return total.item(0), total[1:]
 

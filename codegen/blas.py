@@ -33,7 +33,6 @@ concurrent call leaves.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import glob
 import os
@@ -315,25 +314,36 @@ _threads_users = 0
 _threads_saved = None
 
 
-@contextlib.contextmanager
-def single_threaded():
-    """BLAS runs on one thread inside this block (process-wide; nested and concurrent
+class SingleThreaded:
+    """Context manager: BLAS runs on one thread inside (process-wide; nested and concurrent
     blocks share one save/restore: the count comes back when the last one leaves)."""
-    global _threads_users, _threads_saved
-    binding = bind()
-    if binding.set_threads is None:
-        yield
-        return
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_saved = binding.get_threads()
-            if _threads_saved != 1:
-                binding.set_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0 and _threads_saved not in (None, 1):
-                binding.set_threads(_threads_saved)
+
+    def __init__(self):
+        self.binding = bind()
+
+    def __enter__(self):
+        global _threads_users, _threads_saved
+        binding = self.binding
+        if binding.set_threads is not None:
+            with _threads_lock:
+                if _threads_users == 0:
+                    _threads_saved = binding.get_threads()
+                    if _threads_saved != 1:
+                        binding.set_threads(1)
+                _threads_users += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _threads_users
+        binding = self.binding
+        if binding.set_threads is not None:
+            with _threads_lock:
+                _threads_users -= 1
+                if _threads_users == 0 and _threads_saved not in (None, 1):
+                    binding.set_threads(_threads_saved)
+        return False
+
+
+def single_threaded() -> SingleThreaded:
+    """BLAS on one thread inside ``with single_threaded(): ...`` (see :class:`SingleThreaded`)."""
+    return SingleThreaded()

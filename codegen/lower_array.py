@@ -19,9 +19,12 @@ Two functions are emitted:
   transposes, ...) into the ``hoist`` buffer — the same emitters run on a "batch" of
   one sample;
 * ``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch)``
-  writes into ``sums`` the sum over samples ``start..end`` of every varying output
-  (flat: loss, then each gradient raveled C-order). ``scratch`` holds the tile's
-  buffers. Sample-invariant output parts (``n * value``) are added by the caller.
+  adds to ``sums`` the sum over samples ``start..end`` of every varying output (flat:
+  loss, then each gradient raveled C-order), except the parts computed by GEMM, which
+  it accumulates in ``T`` into ``scratch`` at ``plan.acc`` (``Delta.T @ X`` with
+  ``beta = 1``). ``scratch`` also holds the tile's buffers. The caller zeroes the sums
+  and accumulators, converts the accumulators, and adds the sample-invariant output
+  parts (``n * value``).
 
 The layout (:class:`ArrayPlan`) is plain Python, so a kernel loaded from the disk
 cache knows its buffer sizes without lowering again.
@@ -140,6 +143,16 @@ class ArrayPlan:
         self.hoisted = [ins for ins in P.body if ins.target in need and ins.target not in self.varying]
         self.looped = [ins for ins in P.body if ins.target in need and ins.target in self.varying]
         self.regions = self._regions(self.looped)
+        flops = 0
+        for ins in self.looped:
+            if ins.op == "dot":
+                (ra, ca), sb = self.shape(ins.args[0]), self.shape(ins.args[1])
+                flops += 2 * ra * ca * (sb[0] * sb[1] // (ca if not ins.args[2] else ra))
+            else:
+                flops += self.size(ins.target)
+        for terms in self.terms:
+            flops += sum(2 * self.size(n) for kind, n, _ in terms if kind == "gemm")
+        self.flops_per_sample = flops
 
     def _regions(self, instrs):
         """The schedule: ("ew", [instrs], size) fused runs and ("op", instr) array ops."""
@@ -604,32 +617,18 @@ class _Tile(_Emitter):
             elif name not in P.program.data:
                 self.loc[name] = ("row", self.at(scratch, off), P.size(name))
         self.run(P.regions, rows, P.scratch_stored, P.scalar_bcast)
-        self.loop(0, P.n_flat, lambda i: b.store(ir.Constant(F64, 0.0), self.at(sums, i, F64)),
-                  name="zero")
         for k, terms in enumerate(P.terms):
             base = P.out_offsets[k]
-            first = True
             for kind, name, sign in terms:
                 if kind == "gemm":
                     x, y, tx, ty = P.defs[name].args
                     p, q = P.size(x), P.size(y)
                     blas.emit_gemm(b, self.module, self.single, True, False, p, q, rows, sign,
-                                   self.loc[x][1], p, self.loc[y][1], q, 0.0 if first else 1.0,
+                                   self.loc[x][1], p, self.loc[y][1], q, 1.0,
                                    self.at(scratch, P.acc[k]), q)
-                    first = False
                 elif kind == "sum":
                     self.column_sum(name, sign, rows, self.at(sums, base, F64))
-            if not first:
-                acc = self.at(scratch, P.acc[k])
-                self.loop(0, P.size(P.program.outputs[k]), lambda i, acc=acc, base=base: self._add_to(
-                    sums, base, i, b.load(self.at(acc, i), typ=self.T)), name="accsum")
         b.ret_void()
-
-    def _add_to(self, sums, base, i, v):
-        b = self.b
-        ptr = self.at(sums, b.add(i, ir.Constant(I64, base)), F64)
-        v = b.fpext(v, F64) if self.single else v
-        b.store(b.fadd(b.load(ptr, typ=F64), v), ptr)
 
     def column_sum(self, name, sign, rows, out):
         """out[j] += sign * sum over rows of name[row, j], in double."""

@@ -8,6 +8,7 @@ kernel llvmlite compiles from it.
 from .errors import (DataError, DataTypeError, DivergenceError, FormulaError, SymdiffError,
                      SymdiffWarning, UnsupportedError)
 from .functions import sigmoid, softplus
+from .matrix_functions import dot, logsumexp, relu, softmax, sum
 from .ir import Instr, Program
 from .evaluate import evaluate
 from .compgraph import ComputationalGraph, computational_graph
@@ -25,6 +26,7 @@ from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, un
 __version__ = "0.1.0"
 
 __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp", "Program",
+           "sum", "dot", "logsumexp", "softmax", "relu",
            "Instr", "evaluate", "computational_graph", "ComputationalGraph", "losses", "optim",
            "schedules", "fit", "FitResult", "History", "l1", "l2", "regularized", "Residuals",
            "hessian", "minimize", "parse_formula", "parse_model",

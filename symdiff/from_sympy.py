@@ -19,6 +19,7 @@ import math
 import sympy as sp
 from sympy.codegen import cfunctions
 
+from . import from_matrix
 from . import functions as F
 from .errors import FormulaError, UnsupportedError
 from .graph import Graph
@@ -148,10 +149,12 @@ class _Translator:
     def _plan(self, e):
         """(children, build): the sub-expressions to translate first, and how to combine them."""
         g = self.g
+        if from_matrix.handles(e):
+            return from_matrix.plan_matrix(self, e)
         if isinstance(e, sp.Symbol):
             if e.name not in self.names:
                 raise FormulaError(f"unknown symbol {e.name!r}: it is neither a parameter nor a data column")
-            return (), lambda _: g.symbol(e.name)
+            return (), lambda _: g.symbol(e.name, ())
         if e is sp.true or e is sp.false:
             return (), lambda _: g.boolean(bool(e))
         if isinstance(e, sp.Basic) and not isinstance(e, sp.logic.boolalg.Boolean) and e.is_number:
@@ -287,3 +290,4 @@ def to_graph(exprs, graph: Graph, names) -> list[int]:
         e = sp.sympify(e) if not isinstance(e, sp.Basic) else e
         out.append(tr(e))
     return out
+

@@ -1,6 +1,6 @@
 """SymPy functions that symdiff adds for numerically stable models.
 
-``sigmoid(z) = 1/(1 + exp(-z))`` and ``softplus(z) = log(1 + exp(z))`` are ordinary
+``sigmoid(z) = 1/(1 + exp(-z))`` (elementwise on a matrix) and ``softplus(z) = log(1 + exp(z))`` are ordinary
 SymPy functions (``sympy.diff`` knows their derivatives, ``rewrite(exp)`` expands
 them), but symdiff differentiates and compiles them as primitives: the compiled
 ``softplus`` never overflows (``softplus(1000) == 1000``) and its derivative is the
@@ -16,6 +16,12 @@ class sigmoid(sp.Function):
     """The logistic function ``1/(1 + exp(-z))``."""
 
     nargs = 1
+
+    def __new__(cls, z, **kwargs):
+        if getattr(z, "is_Matrix", False):  # sigmoid(A) on a matrix is elementwise
+            from .matrix_functions import elementwise
+            return elementwise(cls, z)
+        return super().__new__(cls, z, **kwargs)
 
     def fdiff(self, argindex=1):
         s = sigmoid(self.args[0])

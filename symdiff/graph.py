@@ -38,13 +38,22 @@ class Graph:
         self.const_origin: dict[float, object] = {}
         #: per-sample shape (rows, cols) of every array-valued node; scalars are absent
         self.shapes: dict[int, tuple] = {}
+        #: adjoints declared for a compound node instead of walking its inside:
+        #: node -> ((arg, adj -> contribution), ...), e.g. log-sum-exp -> softmax
+        self.custom_adjoints: dict[int, tuple] = {}
+        #: compound nodes to print as one function, node -> (name, arg), e.g. logsumexp
+        self.compound: dict[int, tuple] = {}
 
     def __len__(self):
         return len(self.ops)
 
     # -- leaves ---------------------------------------------------------------
-    def symbol(self, name: str, shape: tuple = ()) -> int:
+    def symbol(self, name: str, shape: tuple | None = None) -> int:
+        """The leaf ``name``; ``shape``: ``()`` for a scalar, ``(rows, cols)`` for a matrix,
+        None to take the symbol as it was first declared (a scalar if it is new)."""
         i = self._intern("sym", (name,))
+        if shape is None:
+            return i
         shape = tuple(int(d) for d in shape)
         if shape:
             if self.shapes.setdefault(i, shape) != shape:
@@ -280,5 +289,14 @@ def _transpose(g: Graph, a):
     return None
 
 
+def _dot(g: Graph, a, b, ta, tb):
+    if g.ops[a] == "eye":  # I op(B) = op(B)
+        return g.node("transpose", b) if tb else b
+    if g.ops[b] == "eye":
+        return g.node("transpose", a) if ta else a
+    return None
+
+
 _RULES = {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "neg": _neg,
-          "powi": _powi, "select": _select, "transpose": _transpose}
+          "powi": _powi, "select": _select, "transpose": _transpose,
+          "dot": _dot}

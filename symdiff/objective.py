@@ -17,6 +17,8 @@ import numpy as np
 import sympy as sp
 
 from .errors import FormulaError
+from . import array_objective
+from .from_matrix import scalar_loss
 from .from_sympy import to_graph
 from .graph import Graph
 from .ir import Program, linearize
@@ -40,6 +42,10 @@ def _as_expr(e, what="loss"):
         e = parse_formula(e)
     if isinstance(e, (int, float)):
         e = sp.Float(e) if isinstance(e, float) else sp.Integer(e)
+    if isinstance(e, sp.MatrixExpr) and e.shape == (1, 1) and what in ("loss", "expression"):
+        return e  # a 1x1 matrix formula such as r.T*r is a scalar loss
+    if isinstance(e, sp.MatrixExpr) and what == "model output" and e.shape[1] == 1:
+        return e  # a vector of k outputs per sample
     if isinstance(e, (sp.MatrixBase,)) or getattr(e, "is_Matrix", False):
         raise FormulaError(f"the {what} must be a scalar expression, got a matrix of shape {e.shape}")
     if not isinstance(e, sp.Expr):
@@ -52,17 +58,19 @@ def _free_symbols(expr) -> set:
     cached = getattr(expr, "_symdiff_free", None)
     if cached is not None:
         return cached
-    seen, out, stack = set(), set(), [expr]
+    seen, out, bound, stack = set(), set(), set(), [expr]
     while stack:
         e = stack.pop()
-        if isinstance(e, sp.Symbol):
+        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
             out.add(e)
             continue
+        if isinstance(e, sp.Lambda):  # the variable of f in A.applyfunc(f) is not free
+            bound.update(e.variables)
         for a in getattr(e, "args", ()):
             if a not in seen:
                 seen.add(a)
                 stack.append(a)
-    return out
+    return out - bound
 
 
 def _guard_depth(fn):
@@ -86,7 +94,7 @@ def _symbols(items, expr, what):
         by_name.setdefault(s.name, s)
     out = []
     for it in items:
-        if isinstance(it, sp.Symbol):
+        if isinstance(it, (sp.Symbol, sp.MatrixSymbol)):
             out.append(it)
         elif isinstance(it, str):
             out.append(by_name.get(it, sp.Symbol(it, real=True)))
@@ -107,6 +115,8 @@ class _Derived:
         self.graph = Graph()
         names = [p.name for p in params] + [d.name for d in data]
         self.nodes = to_graph(outputs, self.graph, names)
+        if gradient_of is not None:
+            self.nodes[gradient_of] = scalar_loss(self.graph, self.nodes[gradient_of])
         self.times = {"to_graph": time.perf_counter() - t0}
         self.grad_nodes = None
         if gradient_of is not None:
@@ -124,13 +134,17 @@ def grad(expr, wrt) -> list:
     reverse sweep over the shared expression DAG, then tidied for reading.
     """
     expr = _as_expr(expr, "expression")
-    if isinstance(wrt, (sp.Symbol, str)):
+    if isinstance(wrt, (sp.Symbol, sp.MatrixSymbol, str)):
         wrt = [wrt]
     wrt = _symbols(wrt, expr, "wrt")
     others = tuple(sorted((s for s in _free_symbols(expr) if s.name not in {w.name for w in wrt}),
                           key=lambda s: s.name))
     d = _Derived([expr], wrt, others, gradient_of=0)
     symbols = {s.name: s for s in list(wrt) + list(others)}
+    if any(isinstance(s, sp.MatrixSymbol) for s in symbols.values()):
+        from .to_matrix import MatrixPrinter
+        printer = MatrixPrinter(d.graph, symbols)
+        return [printer(n) for n in d.grad_nodes]
     return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
 
 
@@ -165,7 +179,7 @@ class Objective:
     @_guard_depth
     def __init__(self, loss, params, data=None):
         self.loss = _as_expr(loss)
-        if isinstance(params, (sp.Symbol, str)):
+        if isinstance(params, (sp.Symbol, sp.MatrixSymbol, str)):
             params = [params]
         self.params = _symbols(list(params), self.loss, "params")
         if not self.params:
@@ -174,7 +188,7 @@ class Objective:
         if data is None:
             data = sorted((s for s in _free_symbols(self.loss) if s.name not in pnames),
                           key=lambda s: s.name)
-        elif isinstance(data, (sp.Symbol, str)):
+        elif isinstance(data, (sp.Symbol, sp.MatrixSymbol, str)):
             data = [data]
         self.data = _symbols(list(data), self.loss, "data")
         clash = pnames & {d.name for d in self.data}
@@ -187,7 +201,32 @@ class Objective:
         self._derived = None
         self._program = None
         self._gradient = None
+        self._display = None
         self._kernels = {}
+        self._array = array_objective.is_array(self)
+
+    # -- matrices -------------------------------------------------------------------
+    @property
+    def param_shapes(self) -> dict:
+        """{param: shape}: ``(rows, cols)`` for a matrix parameter, ``()`` for a scalar."""
+        return array_objective.param_shapes(self)
+
+    def pack(self, values) -> np.ndarray:
+        """The flat theta kernels take: {param: value} in params order, each raveled C-order."""
+        return array_objective.pack(self, values)
+
+    def unpack(self, flat) -> dict:
+        """{param: array of its shape} from a flat theta or gradient (inverse of :meth:`pack`)."""
+        return array_objective.unpack(self, flat)
+
+    def init(self, seed=0) -> np.ndarray:
+        """A flat initial theta: Glorot/He weights, zero biases (see :mod:`symdiff.array_objective`)."""
+        return array_objective.initial_values(self, seed)
+
+    @property
+    def layers(self) -> dict:
+        """{h1: tanh.(W1*x + b1), ...}: the named forward layers :meth:`gradient` refers to."""
+        return dict(array_objective.display(self).layers) if self._array else {}
 
     # -- symbolic -----------------------------------------------------------------
     def _derive(self):
@@ -200,8 +239,14 @@ class Objective:
         return {s.name: s for s in self.params + self.data}
 
     @_guard_depth
-    def gradient(self) -> list:
-        """The per-sample gradient in ``params`` order, as readable SymPy expressions."""
+    def gradient(self, expand=False) -> list:
+        """The per-sample gradient in ``params`` order, as readable SymPy expressions.
+
+        With matrix parameters, each entry is a matrix expression of its parameter's shape,
+        written with the named layers of :attr:`layers`; ``expand=True`` substitutes them.
+        """
+        if self._array:
+            return array_objective.gradient(self, expand)
         if self._gradient is None:
             d = self._derive()
             self._gradient = [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, self._symbol_map)]
@@ -229,6 +274,8 @@ class Objective:
 
     def latex(self) -> str:
         """The loss and its gradient as a LaTeX ``aligned`` block (``coat_price`` stays one word)."""
+        if self._array:
+            return array_objective.latex(self)
         from .names import latex
         symbols = self.params + self.data
         lines = [r"L &= " + latex(self.loss, symbols)]
@@ -241,6 +288,8 @@ class Objective:
 
     def pretty(self) -> str:
         """The loss and its gradient as SymPy's pretty (Unicode) text."""
+        if self._array:
+            return array_objective.pretty(self)
         parts = ["loss =", sp.pretty(self.loss)]
         for p, g in zip(self.params, self.gradient()):
             parts += [f"dloss/d{p.name} =", sp.pretty(g)]
@@ -299,6 +348,9 @@ class Objective:
             return compile_hessian(self, dtype=dtype, threads=threads, cache=cache)
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
+        if k is None and self._array:
+            k = array_objective.compile_kernel(self, self.program(), dtype, threads, cache)
+            self._kernels[key] = k
         if k is None:
             program = self.program()
             k = codegen.compile_objective(program, dtype=dtype, threads=threads, cache=cache,
@@ -330,6 +382,20 @@ class Model:
             raise FormulaError(f"the model uses {unknown}, which are neither params nor inputs")
         self._program = None
         self._kernels = {}
+        self._array = array_objective.is_array(self)
+
+    @property
+    def param_shapes(self) -> dict:
+        """{param: shape}: ``(rows, cols)`` for a matrix parameter, ``()`` for a scalar."""
+        return array_objective.param_shapes(self)
+
+    def pack(self, values) -> np.ndarray:
+        """The flat theta: {param: value} in params order, each raveled C-order."""
+        return array_objective.pack(self, values)
+
+    def unpack(self, flat) -> dict:
+        """{param: array of its shape} from a flat theta (inverse of :meth:`pack`)."""
+        return array_objective.unpack(self, flat)
 
     @_guard_depth
     def program(self) -> Program:
@@ -341,9 +407,10 @@ class Model:
 
     def objective(self, target, loss="mse", **kwargs) -> Objective:
         """The objective fitting this model to data column ``target`` with a named loss."""
-        from .losses import LOSSES
+        from .losses import MODEL_LOSSES as LOSSES
         if isinstance(target, str):
-            target = sp.Symbol(target, real=True)
+            target = sp.MatrixSymbol(target, *self.output.shape) \
+                if isinstance(self.output, sp.MatrixExpr) else sp.Symbol(target, real=True)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
         return Objective(LOSSES[loss](self.output, target, **kwargs), self.params,
@@ -355,6 +422,11 @@ class Model:
 
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
+        if k is None and self._array:
+            from .errors import UnsupportedError
+            raise UnsupportedError("native predictors of matrix models are not built yet; "
+                                   "symdiff.evaluate(model.program(), theta, data)[0] gives the "
+                                   "(n, k, 1) predictions in NumPy")
         if k is None:
             k = codegen.compile_model(self.program(), dtype=dtype, threads=threads, cache=cache)
             self._kernels[key] = k

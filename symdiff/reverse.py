@@ -49,12 +49,19 @@ def reverse_adjoints(g: Graph, output: int, wrt: list[int], edges: dict | None =
         a_i = adjoint.get(i)
         if a_i is None or not reaches[i] or g.ops[i] in _LEAVES:
             continue
-        prim = PRIMITIVES[g.ops[i]]
-        if prim.derivative is None:
-            continue
-        args = g.args[i]
-        contributions = prim.derivative(g, i, *args, a_i)
-        for position, (arg, kind, c) in enumerate(zip(args, prim.arg_kinds(len(args)), contributions)):
+        custom = g.custom_adjoints.get(i)
+        if custom is not None:
+            args = tuple(arg for arg, _ in custom)
+            kinds = ("float",) * len(args)
+            contributions = [rule(a_i) for _, rule in custom]
+        else:
+            prim = PRIMITIVES[g.ops[i]]
+            if prim.derivative is None:
+                continue
+            args = g.args[i]
+            kinds = prim.arg_kinds(len(args))
+            contributions = prim.derivative(g, i, *args, a_i)
+        for position, (arg, kind, c) in enumerate(zip(args, kinds, contributions)):
             if kind != "float" or not reaches[arg]:
                 continue
             if edges is not None:

@@ -241,3 +241,16 @@ def test_bound_kernel_matches_and_disk_cache_relinks(tmp_path, monkeypatch):
     a, b = k(theta, data), k2.bind(data)(theta)
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_repeated_calls_see_data_changed_in_place():
+    p = _mlp_softmax(4, 3, 2)
+    for dt in (np.float64, np.float32):  # float64 data: views for float64, copies for float32
+        k = codegen.compile_objective(p, dtype=dt, cache=False)
+        theta, data = _theta(p), _data(p, 20)
+        first = k(theta, data)
+        data["x"] *= 2.0
+        second = k(theta, data)
+        ref_loss, ref_grad = _reference(p, theta, data)
+        assert first[0] != second[0]
+        np.testing.assert_allclose(second[1], ref_grad, rtol=2e-4, atol=2e-4 * np.abs(ref_grad).max())
