@@ -24,7 +24,7 @@ from .kernel import BoundKernel, Kernel, ModelKernel, available_cores
 from .lower import LoweringError, lower_to_llvm
 from .target import host_target
 
-__all__ = ["compile_objective", "compile_model", "clear_memory_cache", "Kernel", "BoundKernel", "ModelKernel",
+__all__ = ["compile_objective", "compile_array_objective", "compile_model", "clear_memory_cache", "Kernel", "BoundKernel", "ModelKernel",
            "LoweringError", "STATS", "available_cores"]
 
 STATS = {"compiled": 0, "memory_hits": 0, "disk_hits": 0}
@@ -149,7 +149,7 @@ def compile_objective(program, *, dtype=np.float64, threads=None, cache=True, ke
     the names in ``program.data``, one per data name, looked up first.
     """
     if getattr(program, "shapes", ()):
-        return _compile_array_objective(program, dtype=dtype, threads=threads, cache=cache, keys=keys)
+        return compile_array_objective(program, dtype=dtype, threads=threads, cache=cache, keys=keys)
     functions = {"symdiff_grad": ("reduce", tuple(range(len(program.outputs)))),
                  "symdiff_value": ("reduce", (0,))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
@@ -159,7 +159,7 @@ def compile_objective(program, *, dtype=np.float64, threads=None, cache=True, ke
                   n_out=len(program.outputs), keys=keys)
 
 
-def _compile_array_objective(program, *, dtype, threads, cache, keys):
+def compile_array_objective(program, *, dtype=np.float64, threads=None, cache=True, keys=None):
     """An :class:`~codegen.array_kernel.ArrayKernel` for an array program (GEMMs, tiles)."""
     from .array_kernel import ArrayKernel
     from .lower_array import ArrayPlan

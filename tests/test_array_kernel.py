@@ -254,3 +254,32 @@ def test_repeated_calls_see_data_changed_in_place():
         ref_loss, ref_grad = _reference(p, theta, data)
         assert first[0] != second[0]
         np.testing.assert_allclose(second[1], ref_grad, rtol=2e-4, atol=2e-4 * np.abs(ref_grad).max())
+
+
+@pytest.mark.parametrize("n", [1, 33, 2049])
+def test_matrix_symbol_softmax_mlp_against_numpy_by_hand(n):
+    import sympy as sp
+
+    import symdiff as sd
+    M = sp.MatrixSymbol
+    x, y = M("x", 12, 1), M("y", 4, 1)
+    W1, b1, W2, b2 = M("W1", 9, 12), M("b1", 9, 1), M("W2", 4, 9), M("b2", 4, 1)
+    z = W2 * (W1 * x + b1).applyfunc(sp.tanh) + b2
+    obj = sd.Objective(sd.losses.softmax_cross_entropy(z, y), params=[W1, b1, W2, b2], data=[x, y])
+    rng = np.random.default_rng(n)
+    V = {W1: rng.normal(size=(9, 12)) * 0.4, b1: rng.normal(size=(9, 1)),
+         W2: rng.normal(size=(4, 9)) * 0.4, b2: rng.normal(size=(4, 1))}
+    X, Y = rng.normal(size=(n, 12)), np.eye(4)[rng.integers(0, 4, n)]
+    H = np.tanh(X @ V[W1].T + V[b1].T)
+    Z = H @ V[W2].T + V[b2].T
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    loss = np.mean(-np.log((P * Y).sum(1)))
+    D2 = (P - Y) / n
+    D1 = (D2 @ V[W2]) * (1 - H ** 2)
+    expected = {W1: D1.T @ X, b1: D1.sum(0)[:, None], W2: D2.T @ H, b2: D2.sum(0)[:, None]}
+    for dt, tol in ((np.float64, 1e-10), (np.float32, 3e-4)):
+        got_loss, got_grad = obj.compile(dtype=dt, cache=False)(obj.pack(V), {x: X, y: Y})
+        np.testing.assert_allclose(got_loss, loss, rtol=tol)
+        for p, g in obj.unpack(got_grad).items():
+            np.testing.assert_allclose(g, expected[p], rtol=tol, atol=tol * np.abs(expected[p]).max())
