@@ -283,3 +283,25 @@ def test_matrix_symbol_softmax_mlp_against_numpy_by_hand(n):
         np.testing.assert_allclose(got_loss, loss, rtol=tol)
         for p, g in obj.unpack(got_grad).items():
             np.testing.assert_allclose(g, expected[p], rtol=tol, atol=tol * np.abs(expected[p]).max())
+
+
+@pytest.mark.parametrize("n", [1, 37, 2500])
+def test_array_model_kernel_predicts_per_sample_outputs(n):
+    p = _mlp_softmax(7, 6, 3)
+    # output 0 of a model program: the logits z (3, 1) per sample
+    z = next(i.target for i in p.body if i.op == "add" and p.shape(i.target) == (3, 1))
+    model = Program(p.params, p.data, p.body, (z,), ("z",), p.shapes).select([0])
+    theta, data = _theta(p), _data(p, n)
+    ref = evaluate(model, theta, data)[0][:, :, 0]
+    for dt, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        k = codegen.compile_model(model, dtype=dt, cache=False)
+        got = k(theta, data)
+        assert got.shape == (n, 3) and got.dtype == dt
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+    # a sample-invariant output and a scalar one
+    shared = Program(p.params, p.data, p.body, ("W2",), ("W2",), p.shapes).select([0])
+    np.testing.assert_array_equal(codegen.compile_model(shared, cache=False)(theta, data),
+                                  np.broadcast_to(evaluate(shared, theta, data)[0], (n, 3, 6)))
+    loss = Program(p.params, p.data, p.body, (p.outputs[0],), ("loss",), p.shapes).select([0])
+    np.testing.assert_allclose(codegen.compile_model(loss, cache=False)(theta, data),
+                               evaluate(loss, theta, data)[0], rtol=1e-12)
