@@ -305,3 +305,20 @@ def test_array_model_kernel_predicts_per_sample_outputs(n):
     loss = Program(p.params, p.data, p.body, (p.outputs[0],), ("loss",), p.shapes).select([0])
     np.testing.assert_allclose(codegen.compile_model(loss, cache=False)(theta, data),
                                evaluate(loss, theta, data)[0], rtol=1e-12)
+
+
+def test_array_kernel_without_blas_uses_plain_loops(tmp_path):
+    """No BLAS bindable (forced): the same results through the loop fallback, with a warning."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys, warnings; sys.path.insert(0, 'tests'); warnings.simplefilter('error'); "
+            "import test_array_kernel as t; from codegen import blas; "
+            "t.test_tanh_layer_matches_reference(1000); t.test_dot_of_per_sample_matrices_and_inner_products(); "
+            "print(blas.bind().source)")
+    env = dict(os.environ, SYMDIFF_BLAS="loop", SYMDIFF_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "loop"
