@@ -12,6 +12,12 @@ Float32, full batch, mean softmax cross-entropy loss and its gradient, tanh hidd
 * compile time (cold: no memory or disk cache) against width, 8-16-4 to 784-1024-10:
   goal < 1 s and flat within 2x.
 
+symdiff's GEMMs are NumPy's OpenBLAS, so its speed is that library's kernels': the
+header prints which ones OpenBLAS chose for this CPU. (On a virtualized AMD EPYC with
+AVX-512 it picks its Haswell kernels; ``OPENBLAS_CORETYPE=SkylakeX`` in the
+environment, set before Python starts, selects the AVX-512 ones for every OpenBLAS
+user in the process, NumPy included.)
+
 Peers in the same run: NumPy written by hand, PyTorch (eager autograd), jax.jit of
 ``value_and_grad``; a peer that is not installed is reported as absent. Every
 gradient is checked against the NumPy one before timing. Contenders are timed
@@ -205,7 +211,9 @@ def main(argv=None):
     repeats = 7 if args.quick else args.repeats
     rng = np.random.default_rng(0)
     from codegen import blas
-    print(f"BLAS: {blas.bind().source} ({os.path.basename(blas.bind().library)}); "
+    binding = blas.bind()
+    print(f"BLAS: {binding.source} ({os.path.basename(binding.library)}, kernels "
+          f"{binding.corename or '?'}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); "
           f"cores: {codegen.available_cores()}; float32; medians of {repeats} round-robin rounds\n")
     for dims, n in (((784, 128, 10), 10_000), ((64, 32, 10), 1797)):
         medians, compile_s, source, notes, flops = run_mlp(dims, n, repeats, rng)
