@@ -12,14 +12,20 @@ Float32, full batch, mean softmax cross-entropy loss and its gradient, tanh hidd
 * compile time (cold: no memory or disk cache) against width, 8-16-4 to 784-1024-10:
   goal < 1 s and flat within 2x.
 
+symdiff's GEMMs are NumPy's OpenBLAS, so its speed is that library's kernels': the
+header prints which ones OpenBLAS chose for this CPU. (On a virtualized AMD EPYC with
+AVX-512 it picks its Haswell kernels; ``OPENBLAS_CORETYPE=SkylakeX`` in the
+environment, set before Python starts, selects the AVX-512 ones for every OpenBLAS
+user in the process, NumPy included.)
+
 Peers in the same run: NumPy written by hand, PyTorch (eager autograd), jax.jit of
 ``value_and_grad``; a peer that is not installed is reported as absent. Every
 gradient is checked against the NumPy one before timing. Contenders are timed
 round-robin (one call each per round) and the table gives medians.
 
-The symdiff objective is the array program (the IR contract of ``symdiff.ir``) built
-with the array graph and reverse mode (``symdiff.graph``/``symdiff.reverse``), i.e.
-what ``sd.Objective`` produces from MatrixSymbol formulas.
+The symdiff objective is written with ``sympy.MatrixSymbol`` (``W2 * tanh(W1 x + b1) + b2``,
+``sd.losses.softmax_cross_entropy``); its array program is compiled by
+``codegen.compile_objective``. Compile times include the formula -> program steps.
 """
 
 from __future__ import annotations
@@ -41,25 +47,20 @@ sys.path[:0] = [str(HERE.parent)]
 import numpy as np
 
 import codegen
-from symdiff.graph import Graph
-from symdiff.ir import linearize
-from symdiff.reverse import reverse_gradient
 
 
 def mlp_program(nin, nh, nout):
-    """The per-sample array program: loss = softmax_ce(W2 tanh(W1 x + b1) + b2, y) and gradient."""
-    g = Graph()
-    W1, b1 = g.symbol("W1", (nh, nin)), g.symbol("b1", (nh, 1))
-    W2, b2 = g.symbol("W2", (nout, nh)), g.symbol("b2", (nout, 1))
-    x, y = g.symbol("x", (nin, 1)), g.symbol("y", (nout, 1))
-    h = g.node("tanh", g.add(g.dot(W1, x), b1))
-    z = g.add(g.dot(W2, h), b2)
-    m = g.node("detach", g.node("amax", z))
-    lse = g.add(m, g.node("log", g.node("sum", g.node("exp", g.sub(z, g.node("broadcast", m, nout, 1))))))
-    loss = g.sub(lse, g.node("sum", g.mul(y, z)))
-    grads = reverse_gradient(g, loss, [W1, b1, W2, b2])
-    return linearize(g, [loss] + grads, ["loss", "dW1", "db1", "dW2", "db2"],
-                     ["W1", "b1", "W2", "b2"], ["x", "y"])
+    """The array program of loss = softmax_ce(W2 tanh(W1 x + b1) + b2, y) and its gradient,
+    from MatrixSymbol formulas through sd.Objective (theta order: W1, b1, W2, b2)."""
+    import sympy as sp
+
+    import symdiff as sd
+    M = sp.MatrixSymbol
+    x, y = M("x", nin, 1), M("y", nout, 1)
+    W1, b1, W2, b2 = M("W1", nh, nin), M("b1", nh, 1), M("W2", nout, nh), M("b2", nout, 1)
+    z = W2 * (W1 * x + b1).applyfunc(sp.tanh) + b2
+    obj = sd.Objective(sd.losses.softmax_cross_entropy(z, y), params=[W1, b1, W2, b2], data=[x, y])
+    return obj.program()
 
 
 def unpack(theta, nin, nh, nout):
@@ -164,6 +165,7 @@ def run_mlp(dims, n, repeats, rng):
     ref_loss, ref_grad = numpy_by_hand(theta.astype(np.float32), X, Y, dims)
     t0 = time.perf_counter()
     kernel = codegen.compile_objective(mlp_program(*dims), dtype=np.float32, cache=False)
+    codegen.clear_memory_cache()
     compile_s = time.perf_counter() - t0
     bound = kernel.bind({"x": X, "y": Y})
     contenders = {"symdiff": bound,
@@ -194,8 +196,8 @@ def compile_times(widths):
     rows = []
     for dims in widths:
         codegen.clear_memory_cache()
-        program = mlp_program(*dims)
         t0 = time.perf_counter()
+        program = mlp_program(*dims)
         k = codegen.compile_objective(program, dtype=np.float32, cache=False)
         rows.append((dims, time.perf_counter() - t0, len(program.body), k.compile_times))
     return rows
@@ -209,7 +211,9 @@ def main(argv=None):
     repeats = 7 if args.quick else args.repeats
     rng = np.random.default_rng(0)
     from codegen import blas
-    print(f"BLAS: {blas.bind().source} ({os.path.basename(blas.bind().library)}); "
+    binding = blas.bind()
+    print(f"BLAS: {binding.source} ({os.path.basename(binding.library)}, kernels "
+          f"{binding.corename or '?'}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); "
           f"cores: {codegen.available_cores()}; float32; medians of {repeats} round-robin rounds\n")
     for dims, n in (((784, 128, 10), 10_000), ((64, 32, 10), 1797)):
         medians, compile_s, source, notes, flops = run_mlp(dims, n, repeats, rng)

@@ -24,7 +24,7 @@ from .kernel import BoundKernel, Kernel, ModelKernel, available_cores
 from .lower import LoweringError, lower_to_llvm
 from .target import host_target
 
-__all__ = ["compile_objective", "compile_model", "clear_memory_cache", "Kernel", "BoundKernel", "ModelKernel",
+__all__ = ["compile_objective", "compile_array_objective", "compile_model", "compile_array_model", "clear_memory_cache", "Kernel", "BoundKernel", "ModelKernel",
            "LoweringError", "STATS", "available_cores"]
 
 STATS = {"compiled": 0, "memory_hits": 0, "disk_hits": 0}
@@ -77,8 +77,10 @@ def _build(program, dtype, functions, cache):
         from .lower_array import lower_array_to_llvm
         blas.bind()  # the GEMM symbols the object code refers to, before it is loaded
 
+        mode = "map" if "symdiff_map_tile" in functions else "reduce"
+
         def lower():
-            return str(lower_array_to_llvm(program, single=single, lanes=lanes, isa=isa))
+            return str(lower_array_to_llvm(program, single=single, lanes=lanes, isa=isa, mode=mode))
     else:
         def lower():
             return str(lower_to_llvm(program, single=single, lanes=lanes, isa=isa,
@@ -149,7 +151,7 @@ def compile_objective(program, *, dtype=np.float64, threads=None, cache=True, ke
     the names in ``program.data``, one per data name, looked up first.
     """
     if getattr(program, "shapes", ()):
-        return _compile_array_objective(program, dtype=dtype, threads=threads, cache=cache, keys=keys)
+        return compile_array_objective(program, dtype=dtype, threads=threads, cache=cache, keys=keys)
     functions = {"symdiff_grad": ("reduce", tuple(range(len(program.outputs)))),
                  "symdiff_value": ("reduce", (0,))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
@@ -159,7 +161,7 @@ def compile_objective(program, *, dtype=np.float64, threads=None, cache=True, ke
                   n_out=len(program.outputs), keys=keys)
 
 
-def _compile_array_objective(program, *, dtype, threads, cache, keys):
+def compile_array_objective(program, *, dtype=np.float64, threads=None, cache=True, keys=None):
     """An :class:`~codegen.array_kernel.ArrayKernel` for an array program (GEMMs, tiles)."""
     from .array_kernel import ArrayKernel
     from .lower_array import ArrayPlan
@@ -170,8 +172,24 @@ def _compile_array_objective(program, *, dtype, threads, cache, keys):
                        optimized_ir=opt_ir, compile_times=times, keys=keys)
 
 
+def compile_array_model(program, *, dtype=np.float64, threads=None, cache=True, keys=None):
+    """An :class:`~codegen.array_kernel.ArrayModelKernel`: output 0 of an array program per
+    sample, ``(n,)`` for a scalar output, ``(n, r)`` for ``(r, 1)``, else ``(n, r, c)``."""
+    from .array_kernel import ArrayModelKernel
+    from .lower_array import ArrayPlan
+    functions = {"symdiff_prepare": ("array", ()), "symdiff_map_tile": ("array", ())}
+    library, llvm_ir, opt_ir, times, lanes = _build(program.select([0]), dtype, functions, cache)
+    return ArrayModelKernel(plan=ArrayPlan(program.select([0]), lanes, "map"), params=program.params,
+                            data=program.data, dtype=dtype, threads=threads, library=library,
+                            lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
+                            compile_times=times, keys=keys)
+
+
 def compile_model(program, *, dtype=np.float64, threads=None, cache=True) -> ModelKernel:
-    """A :class:`ModelKernel` computing output 0 of ``program`` for every sample."""
+    """A :class:`ModelKernel` computing output 0 of ``program`` for every sample
+    (an :class:`~codegen.array_kernel.ArrayModelKernel` for an array program)."""
+    if getattr(program, "shapes", ()):
+        return compile_array_model(program, dtype=dtype, threads=threads, cache=cache)
     functions = {"symdiff_map": ("map", (0,))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
     return ModelKernel(params=program.params, data=program.data, dtype=dtype, threads=threads,

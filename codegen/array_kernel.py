@@ -39,8 +39,8 @@ def _name(key) -> str:
     return key.name if hasattr(key, "name") and not isinstance(key, str) else str(key)
 
 
-class ArrayKernel(_Compiled):
-    """Compiled mean loss and gradient of an array objective over a batch."""
+class _ArrayCompiled(_Compiled):
+    """What array kernels share: the plan, the prepare function and argument validation."""
 
     def __init__(self, *, plan, keys=None, **common):
         super().__init__(**common)
@@ -51,29 +51,9 @@ class ArrayKernel(_Compiled):
         self.n_theta = sum(self.param_sizes)
         self.keys = tuple(keys) if keys is not None else self.data
         self._prepare = _PREPARE(self._library.addresses["symdiff_prepare"])
-        self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._memo = None
-        self._free = []  # workspaces not in use (list.pop/append are atomic)
         self._blas_threads = blas.SingleThreaded()
-        self._constants = self._constant_parts()
-        self._accs = [(off, plan.size(plan.program.outputs[k]), plan.out_offsets[k])
-                      for k, off in plan.acc.items()]
         self.slots = max(1, available_cores())
-
-    def _constant_parts(self):
-        """(flat offset, size, hoist offset or None, value, sign) of each sample-invariant part."""
-        P, parts = self.plan, []
-        for k, terms in enumerate(P.terms):
-            for kind, name, sign in terms:
-                if kind != "const":
-                    continue
-                off = P.out_offsets[k]
-                if isinstance(name, str):
-                    parts.append((off, P.size(name), P.hoist[name], 0.0, sign))
-                else:
-                    size = P.size(P.program.outputs[k]) if isinstance(P.program.outputs[k], str) else 1
-                    parts.append((off, size, None, float(name), sign))
-        return parts
 
     # -- validation ----------------------------------------------------------------------
     def _theta(self, theta) -> np.ndarray:
@@ -182,6 +162,35 @@ class ArrayKernel(_Compiled):
                 row, col = np.unravel_index(int(np.flatnonzero(bad)[0]), c.shape)
                 raise DataError(f"data {name!r} contains {c[row, col]} in sample {row}; the loss "
                                 f"or gradient is not finite")
+
+
+
+class ArrayKernel(_ArrayCompiled):
+    """Compiled mean loss and gradient of an array objective over a batch."""
+
+    def __init__(self, **common):
+        super().__init__(**common)
+        plan = self.plan
+        self._tile = _TILE(self._library.addresses["symdiff_tile"])
+        self._free = []  # workspaces not in use (list.pop/append are atomic)
+        self._constants = self._constant_parts()
+        self._accs = [(off, plan.size(plan.program.outputs[k]), plan.out_offsets[k])
+                      for k, off in plan.acc.items()]
+
+    def _constant_parts(self):
+        """(flat offset, size, hoist offset or None, value, sign) of each sample-invariant part."""
+        P, parts = self.plan, []
+        for k, terms in enumerate(P.terms):
+            for kind, name, sign in terms:
+                if kind != "const":
+                    continue
+                off = P.out_offsets[k]
+                if isinstance(name, str):
+                    parts.append((off, P.size(name), P.hoist[name], 0.0, sign))
+                else:
+                    size = P.size(P.program.outputs[k]) if isinstance(P.program.outputs[k], str) else 1
+                    parts.append((off, size, None, float(name), sign))
+        return parts
 
     # -- running -----------------------------------------------------------------------------
     def _workspace(self):
@@ -307,3 +316,64 @@ class BoundArrayKernel:
 
     def value(self, theta) -> float:
         return self(theta)[0]
+
+
+class ArrayModelKernel(_ArrayCompiled):
+    """Compiled per-sample output of an array model: ``predict(theta, data) -> array``,
+    ``(n,)`` for a scalar output, ``(n, r)`` for an ``(r, 1)`` one, else ``(n, r, c)``."""
+
+    def __init__(self, **common):
+        super().__init__(**common)
+        self._map = _TILE(self._library.addresses["symdiff_map_tile"])
+        out = self.plan.program.outputs[0]
+        shape = self.plan.shape(out) if isinstance(out, str) else ()
+        self.output_shape = () if not shape else (shape[0],) if shape[1] == 1 else shape
+        self._free = []
+
+    def __call__(self, theta, data=None):
+        P = self.plan
+        cols, n, ptrs = self._prepared(data)
+        t = self._theta(theta)
+        name = P.program.outputs[0]
+        size = P.size(name) if isinstance(name, str) else 1
+        hoist = np.zeros(max(1, P.hoist_size), dtype=self.dtype)
+        out = np.empty((n, size), dtype=self.dtype)
+        with self._blas_threads:
+            self._prepare(t.ctypes.data, hoist.ctypes.data)
+            if not isinstance(name, str):
+                out[:] = name
+            elif name not in P.varying:
+                out[:] = hoist[P.hoist[name]:P.hoist[name] + size]
+            else:
+                self._tiles(hoist, ptrs[1], n, out)
+        return out.reshape((n,) + self.output_shape)
+
+    def _tiles(self, hoist, p_addr, n, out):
+        P = self.plan
+        n_tiles = -(-n // P.tile_rows)
+        bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
+        h_addr, o_addr = hoist.ctypes.data, out.ctypes.data
+        counter = itertools.count()
+
+        def work():
+            try:
+                scratch = self._free.pop()
+            except IndexError:
+                scratch = np.zeros(max(1, P.scratch_size), dtype=self.dtype)
+            s_addr = scratch.ctypes.data
+            for k in iter(counter.__next__, None):
+                if k >= n_tiles:
+                    break
+                self._map(h_addr, p_addr, bounds[k], bounds[k + 1], o_addr, s_addr)
+            self._free.append(scratch)
+
+        parallel = self.threads > 1 and n_tiles > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
+        futures = [_executor().submit(work) for _ in range(min(self.threads, n_tiles) - 1)] \
+            if parallel else []
+        work()
+        for f in futures:
+            f.result()
+
+    def __repr__(self):
+        return (f"<symdiff ArrayModelKernel params={len(self.params)} ({self.n_theta} values) "
+                f"data={len(self.data)} output {self.output_shape} dtype={self.dtype}>")

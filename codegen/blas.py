@@ -86,6 +86,8 @@ class Binding:
     set_threads: object = None  # ctypes function int -> None, or None if unknown
     get_threads: object = None  # ctypes function () -> int
 
+    corename: str = ""          # the kernels OpenBLAS chose for this CPU, if it says
+
     @property
     def fast(self) -> bool:
         return self.source != "loop"
@@ -162,8 +164,22 @@ def _bind_numpy() -> Binding | None:
                     break
         except OSError:
             pass
-        return Binding("numpy-openblas", path, setter, getter)
+        return Binding("numpy-openblas", path, setter, getter, _corename(path))
     return None
+
+
+def _corename(path) -> str:
+    try:
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                     "openblas_get_corename"):
+            if hasattr(lib, name):
+                fn = getattr(lib, name)
+                fn.restype, fn.argtypes = ctypes.c_char_p, []
+                return (fn() or b"").decode()
+    except OSError:
+        pass
+    return ""
 
 
 def _capsule_pointer(capsule) -> int:

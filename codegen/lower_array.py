@@ -65,6 +65,7 @@ class ArrayPlan:
 
     program: object
     lanes: int
+    mode: str = "reduce"        # "reduce": sums of every output; "map": output 0 per sample
     tile_rows: int = TILE_ROWS
     hoist: dict = field(default_factory=dict)
     repeat: dict = field(default_factory=dict)
@@ -121,6 +122,8 @@ class ArrayPlan:
     def _plan_outputs(self):
         P = self.program
         self.terms = []  # per output: list of (kind, name or float, sign)
+        if self.mode == "map":
+            return
         for k, o in enumerate(P.outputs):
             terms = []
             self._terms(o, 1.0, self.shape(o) if isinstance(o, str) else (), terms)
@@ -130,6 +133,9 @@ class ArrayPlan:
     def _plan_liveness(self):
         P = self.program
         need = set()
+        out = self.program.outputs[0]
+        if self.mode == "map" and isinstance(out, str):
+            need.add(out)
         for terms in self.terms:
             for kind, name, _ in terms:
                 if kind == "gemm":
@@ -254,10 +260,16 @@ class ArrayPlan:
             uses.update(a for a in ins.args if isinstance(a, str) and a not in self.varying)
         for terms in self.terms:
             uses.update(n for kind, n, _ in terms if kind == "const" and isinstance(n, str))
+        out = self.program.outputs[0]
+        if self.mode == "map" and isinstance(out, str) and out not in self.varying:
+            uses.add(out)
         return uses
 
     def _tile_uses(self):
         uses = set()
+        out = self.program.outputs[0]
+        if self.mode == "map" and isinstance(out, str) and out in self.varying:
+            uses.add(out)
         for terms in self.terms:
             for kind, name, _ in terms:
                 if kind == "sum":
@@ -267,12 +279,14 @@ class ArrayPlan:
         return uses
 
 
-def lower_array_to_llvm(program, *, single: bool, lanes: int, isa: str) -> ir.Module:
-    """The LLVM module with ``symdiff_prepare`` and ``symdiff_tile`` for ``program``."""
-    plan = ArrayPlan(program, lanes)
+def lower_array_to_llvm(program, *, single: bool, lanes: int, isa: str,
+                        mode: str = "reduce") -> ir.Module:
+    """The LLVM module with ``symdiff_prepare`` and ``symdiff_tile`` (mode ``"reduce"``) or
+    ``symdiff_map_tile`` (mode ``"map"``: output 0 of each sample into ``out``, row by row)."""
+    plan = ArrayPlan(program, lanes, mode)
     module = ir.Module(name="symdiff_array")
     _Prepare(module, plan, single=single, isa=isa).emit()
-    _Tile(module, plan, single=single, isa=isa).emit()
+    (_MapTile if mode == "map" else _Tile)(module, plan, single=single, isa=isa).emit()
     return module
 
 
@@ -589,14 +603,23 @@ class _Prepare(_Emitter):
 class _Tile(_Emitter):
     """``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch)``."""
 
+    NAME = "symdiff_tile"
+
     def __init__(self, module, plan, *, single, isa):
-        super().__init__(module, plan, "symdiff_tile", [PTR, PTR, I64, I64, PTR, PTR],
+        super().__init__(module, plan, self.NAME, [PTR, PTR, I64, I64, PTR, PTR],
                          single=single, isa=isa)
 
     def emit(self):
-        P, b = self.plan, self.b
+        b = self.b
         hoist, data, start, end, sums, scratch = self.fn.args
         rows = b.sub(end, start)
+        self.forward(hoist, data, start, rows, scratch)
+        self.reduce(sums, rows, scratch)
+        b.ret_void()
+
+    def forward(self, hoist, data, start, rows, scratch):
+        """Every live varying value of samples ``start .. start + rows``."""
+        P, b = self.plan, self.b
         for name, off in P.hoist.items():
             self.loc[name] = ("shared", self.at(hoist, off), P.size(name))
         for name, off in P.repeat.items():
@@ -617,6 +640,9 @@ class _Tile(_Emitter):
             elif name not in P.program.data:
                 self.loc[name] = ("row", self.at(scratch, off), P.size(name))
         self.run(P.regions, rows, P.scratch_stored, P.scalar_bcast)
+
+    def reduce(self, sums, rows, scratch):
+        P, b = self.plan, self.b
         for k, terms in enumerate(P.terms):
             base = P.out_offsets[k]
             for kind, name, sign in terms:
@@ -628,7 +654,6 @@ class _Tile(_Emitter):
                                    self.at(scratch, P.acc[k]), q)
                 elif kind == "sum":
                     self.column_sum(name, sign, rows, self.at(sums, base, F64))
-        b.ret_void()
 
     def column_sum(self, name, sign, rows, out):
         """out[j] += sign * sum over rows of name[row, j], in double."""
@@ -649,3 +674,24 @@ class _Tile(_Emitter):
             self.loop(0, size, col, name="csj")
 
         self.loop(0, rows, row, name="cs")
+
+
+class _MapTile(_Tile):
+    """``symdiff_map_tile(T* hoist, T** data, i64 start, i64 end, T* out, T* scratch)``:
+    output 0 of samples ``start .. end`` into rows ``start .. end`` of ``out``."""
+
+    NAME = "symdiff_map_tile"
+
+    def emit(self):
+        P, b = self.plan, self.b
+        hoist, data, start, end, out, scratch = self.fn.args
+        rows = b.sub(end, start)
+        self.forward(hoist, data, start, rows, scratch)
+        name = P.program.outputs[0]
+        if isinstance(name, str) and name in P.varying:
+            size = P.size(name)
+            src = self.loc[name][1]
+            dst = self.at(out, b.mul(start, ir.Constant(I64, size)))
+            self.loop(0, b.mul(rows, ir.Constant(I64, size)), lambda e: b.store(
+                b.load(self.at(src, e), typ=self.T), self.at(dst, e)), name="out")
+        b.ret_void()
