@@ -210,18 +210,19 @@ class _Runner:
         self.n_out = n_out
         self.lanes = lanes
 
-    def run(self, theta, ptrs, n, threads):
-        """Means over the batch (the kernel scales by 1/n), as a new array."""
+    def run(self, theta, ptrs, n, threads, scale=None):
+        """Means over the batch (the kernel scales by ``scale``, default 1/n), as a new array."""
+        scale = 1.0 / n if scale is None else scale
         parts = 1 if threads <= 1 else max(1, min(threads, n // MIN_SAMPLES_PER_THREAD))
         t_addr, p_addr = _address(theta), _address(ptrs)
         if parts == 1:
             out = np.empty(self.n_out, dtype=np.float64)
-            self.fn(t_addr, p_addr, 0, n, _address(out), 1.0 / n)
+            self.fn(t_addr, p_addr, 0, n, _address(out), scale)
             return out
         chunks = parts * self.CHUNKS_PER_THREAD
         bounds = _split(n, chunks, self.lanes)
         out = np.empty((chunks, self.n_out), dtype=np.float64)
-        row, base, scale, fn = out.strides[0], _address(out), 1.0 / n, self.fn
+        row, base, fn = out.strides[0], _address(out), self.fn
         counter = itertools.count()
 
         def work():
@@ -478,16 +479,22 @@ class ModelKernel(_Compiled):
         theta = check_theta(theta, self.params)
         cols, n = check_columns(data, self.data, self.dtype)
         ptrs = np.array([c.ctypes.data for c in cols] or [0], dtype=np.uintp)
-        out = np.empty(n, dtype=self.dtype)
-        parts = 1 if self.threads <= 1 else max(1, min(self.threads, n // MIN_SAMPLES_PER_THREAD))
-        if parts == 1:
-            self._fn(theta.ctypes.data, ptrs.ctypes.data, 0, n, out.ctypes.data, 1.0)
-            return out
-        bounds = _split(n, parts, self.lanes)
-        futures = [_executor().submit(self._fn, theta.ctypes.data, ptrs.ctypes.data,
-                                      bounds[k], bounds[k + 1], out.ctypes.data, 1.0)
-                   for k in range(1, parts)]
-        self._fn(theta.ctypes.data, ptrs.ctypes.data, bounds[0], bounds[1], out.ctypes.data, 1.0)
-        for f in futures:
-            f.result()
+        return map_outputs(self._fn, theta, ptrs, n, 1, self.dtype, self.threads, self.lanes)[0]
+
+
+def map_outputs(fn, theta, ptrs, n, n_out, dtype, threads, lanes) -> np.ndarray:
+    """Run a native ``map`` function over [0, n): an (n_out, n) array, one row per output."""
+    out = np.empty((n_out, n), dtype=dtype)
+    table = np.array([_address(row) for row in out] or [0], dtype=np.uintp)
+    t_addr, p_addr, o_addr = _address(theta), _address(ptrs), _address(table)
+    parts = 1 if threads <= 1 else max(1, min(threads, n // MIN_SAMPLES_PER_THREAD))
+    if parts == 1:
+        fn(t_addr, p_addr, 0, n, o_addr, 1.0)
         return out
+    bounds = _split(n, parts, lanes)
+    futures = [_executor().submit(fn, t_addr, p_addr, bounds[k], bounds[k + 1], o_addr, 1.0)
+               for k in range(1, parts)]
+    fn(t_addr, p_addr, bounds[0], bounds[1], o_addr, 1.0)
+    for f in futures:
+        f.result()
+    return out

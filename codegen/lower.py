@@ -14,7 +14,9 @@ Two function shapes share one loop skeleton:
   output into ``sums`` (the caller passes 1/n and gets means, no extra pass over them). Sums run
   in ``T`` within blocks of ``BLOCK_ITERATIONS`` vectors and in double across blocks,
   so float32 kernels keep float64-like accuracy on long batches.
-* ``map`` — same arguments, ``T* out`` (``scale`` unused): writes output 0 of every sample.
+* ``map`` — same arguments, but ``out`` is a table of ``T*`` columns, one per output
+  (``scale`` unused): writes every output of every sample (a model's prediction, a
+  residual, the rows of a Jacobian).
 
 The last ``(end - start) % lanes`` samples run as one more vector iteration over a
 small buffer padded by repeating the last sample (so padded lanes stay in the data's
@@ -292,7 +294,10 @@ class _FunctionEmitter:
 
         # buffers and accumulators live in allocas; SROA turns them into registers
         bufs = [_alloca(b, self.VT, f"tailbuf{j}") for j in range(len(P.data))]
-        outbuf = _alloca(b, self.VT, "tailout")
+        n_map = 0 if reduce else len(outs)
+        outbufs = [_alloca(b, self.VT, f"tailout{k}") for k in range(n_map)]
+        outptr = [b.load(b.gep(out, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+                  for k in range(n_map)]
         acc = {k: _alloca(b, self.VT, f"acc{k}") for k in varying_out} if reduce else {}
         dacc = {k: _alloca(b, self.DVT, f"dacc{k}") for k in varying_out} if reduce else {}
         for k in varying_out if reduce else ():
@@ -345,7 +350,7 @@ class _FunctionEmitter:
         hi.add_incoming(ir.Constant(I64, lanes), tail_setup)
         is_tail.add_incoming(ir.Constant(I1, 1), tail_setup)
         bases = [b.select(is_tail, bufs[j], colptr[j]) for j in range(len(P.data))]
-        out_base = b.select(is_tail, outbuf, out) if not reduce else None
+        out_bases = [b.select(is_tail, outbufs[k], outptr[k]) for k in range(n_map)]
         for k in acc:
             b.store(ir.Constant(self.VT, None), acc[k])
         b.branch(inner)
@@ -362,8 +367,10 @@ class _FunctionEmitter:
             for k in varying_out:
                 b.store(b.fadd(b.load(acc[k], typ=self.VT), lenv[outs[k]], flags=FASTMATH), acc[k])
         else:
-            v = self.operand(b, lenv, outs[0], vector=True)
-            b.store(v, b.gep(out_base, [i], source_etype=self.T), align=4 if self.single else 8)
+            for k in range(n_map):
+                v = self.operand(b, lenv, outs[k], vector=True)
+                b.store(v, b.gep(out_bases[k], [i], source_etype=self.T),
+                        align=4 if self.single else 8)
         inext = b.add(i, ir.Constant(I64, lanes))
         i.add_incoming(inext, inner)
         b.cbranch(b.icmp_signed("<", inext, hi), inner, flush)
@@ -392,8 +399,11 @@ class _FunctionEmitter:
                 nxt = fn.append_basic_block(f"copy{lane}_done")
                 b.cbranch(b.icmp_signed("<", ir.Constant(I64, lane), rem), ok, nxt)
                 b.position_at_end(ok)
-                v = b.load(b.gep(outbuf, [ir.Constant(I64, lane)], source_etype=self.T), typ=self.T)
-                b.store(v, b.gep(out, [b.add(vend, ir.Constant(I64, lane))], source_etype=self.T))
+                for k in range(n_map):
+                    v = b.load(b.gep(outbufs[k], [ir.Constant(I64, lane)], source_etype=self.T),
+                               typ=self.T)
+                    b.store(v, b.gep(outptr[k], [b.add(vend, ir.Constant(I64, lane))],
+                                     source_etype=self.T))
                 b.branch(nxt)
                 b.position_at_end(nxt)
             b.branch(exit_)

@@ -15,6 +15,7 @@ from . import losses, optim, schedules
 from .nets import mlp
 from .parse import parse_formula, parse_model
 from .regularization import l1, l2, regularized
+from .residuals import Residuals
 from .training import FitResult, History, fit
 from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, uniform
 
@@ -22,7 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp", "Program",
            "Instr", "evaluate", "losses", "optim", "schedules", "fit", "FitResult", "History",
-           "l1", "l2", "regularized", "parse_formula", "parse_model",
+           "l1", "l2", "regularized", "Residuals", "parse_formula", "parse_model",
            "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",
