@@ -11,6 +11,8 @@ the outputs: symmetric matrices are stored as their upper triangle, row-major.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _build
@@ -20,11 +22,18 @@ from .kernel import (_SIGNATURE, Kernel, _address, _diagnose, check_columns,
 
 def upper_to_symmetric(values, p: int) -> np.ndarray:
     """The symmetric p-by-p matrix whose upper triangle, row-major, is ``values``."""
-    m = np.empty((p, p))
+    return np.asarray(values)[_symmetric_gather(p)]
+
+
+@functools.lru_cache(maxsize=64)
+def _symmetric_gather(p: int) -> np.ndarray:
+    """Indices into the row-major upper triangle that fill a symmetric p-by-p matrix
+    (np.triu_indices per call costs more than a small batch's kernel)."""
+    index = np.empty((p, p), dtype=np.intp)
     iu = np.triu_indices(p)
-    m[iu] = values
-    m.T[iu] = values
-    return m
+    index[iu] = np.arange(len(iu[0]))
+    index.T[iu] = index[iu]
+    return index
 
 
 def _triangle(p: int) -> int:

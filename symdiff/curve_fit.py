@@ -203,5 +203,5 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         warnings.warn("Covariance of the parameters could not be estimated", SymdiffWarning,
                       stacklevel=2)
     if full_output:
-        return res.x, pcov, {"nfev": res.nfev, "fvec": res._fvec}, res.message, res.status
+        return res.x, pcov, {"nfev": res.nfev, "fvec": res._residuals()}, res.message, res.status
     return res.x, pcov

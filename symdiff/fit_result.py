@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,18 +61,25 @@ class LeastSquaresResult:
     redchi: float
     dof: int
     ndata: int
-    r2: float
-    aic: float
-    bic: float
-    nfev: int
-    success: bool
-    message: str
-    status: int
+    total_sum_of_squares: object = field(repr=False, compare=False)
+    aic: float = float("nan")
+    bic: float = float("nan")
+    nfev: int = 0
+    success: bool = False
+    message: str = ""
+    status: int = 0
     method: str = "lm"
     loss: str = "linear"
     weighted: bool = False
     absolute_sigma: bool = False
     _predictor: object = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def r2(self) -> float:
+        """``1 − χ²/TSS`` (TSS weighted by 1/σ² about the weighted mean), computed on first
+        use: it is one more pass over the data."""
+        tss = self.total_sum_of_squares()
+        return 1.0 - self.chisqr / tss if tss > 0 else float("nan")
 
     @property
     def nvarys(self) -> int:

@@ -196,6 +196,7 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
                                   bounds=(lower, upper), xtol=xtol, ftol=ftol, gtol=gtol,
                                   max_nfev=max_nfev)
         x, nfev, success, message, status = out.x, out.nfev, out.success, out.message, out.status
+        sums = (out.rss, out.jtr, out.jtj)
     else:
         from scipy.optimize import least_squares as scipy_least_squares
         kw = {} if max_nfev is None else {"max_nfev": max_nfev}
@@ -203,8 +204,9 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
             sol = scipy_least_squares(bound.residuals, theta0, jac=bound.jacobian, bounds=(lower, upper),
                                       method=method, loss=loss, xtol=xtol, ftol=ftol, gtol=gtol, **kw)
         x, nfev, success, message, status = sol.x, sol.nfev, bool(sol.success), sol.message, sol.status
+        sums = None
     return _result(expr, target, params, inputs, bound, cols, x, nfev, success, message, status,
-                   absolute_sigma, method, loss, sigma is not None)
+                   absolute_sigma, method, loss, sigma is not None, sums)
 
 
 def _start(p0, pnames):
@@ -224,24 +226,29 @@ def _start(p0, pnames):
 
 
 def _result(expr, target, params, inputs, bound, cols, x, nfev, success, message, status,
-            absolute_sigma, method, loss, weighted):
+            absolute_sigma, method, loss, weighted, sums=None):
     n, p = bound.n, len(params)
-    with np.errstate(all="ignore"):
-        chisqr, _, jtj = bound(x)
-        r = bound.residuals(x)
+    chisqr, _, jtj = sums if sums is not None else bound(x)
     y = cols[target.name]
     w = cols.get(WEIGHT)
-    unweighted = r / w if weighted else r
-    rss = float(unweighted @ unweighted)
+    if weighted:
+        r = bound.residuals(x)
+        unweighted = r / w
+        rss = float(unweighted @ unweighted)
+    else:
+        rss = float(chisqr)
     dof = n - p
     cov = covariance_from(jtj, chisqr, dof, absolute_sigma, jacobian=lambda: bound.jacobian(x))
     stderr = np.sqrt(np.maximum(np.diag(cov), 0.0))
     with np.errstate(all="ignore"):
         corr = cov / np.outer(stderr, stderr)
-    ww = w * w if weighted else np.ones(n)
-    ybar = float(ww @ y) / float(ww.sum())
-    tss = float(ww @ (y - ybar) ** 2)
-    r2 = 1.0 - chisqr / tss if tss > 0 else float("nan")
+    def total_sum_of_squares():
+        if weighted:
+            ww = w * w
+            ybar = float(ww @ y) / float(ww.sum())
+            return float(ww @ (y - ybar) ** 2)
+        centred = y - y.mean()
+        return float(centred @ centred)
     with np.errstate(divide="ignore"):
         loglike = n * np.log(chisqr / n) if chisqr > 0 else -np.inf
     result = LeastSquaresResult(
@@ -249,8 +256,8 @@ def _result(expr, target, params, inputs, bound, cols, x, nfev, success, message
         params=ParamDict(zip(params, map(float, x))), x=np.asarray(x, float),
         stderr=ParamDict(zip(params, map(float, stderr))), covariance=cov, correlation=corr,
         rss=rss, chisqr=float(chisqr), redchi=float(chisqr / dof) if dof > 0 else float("inf"),
-        dof=dof, ndata=n, r2=r2, aic=float(loglike + 2 * p), bic=float(loglike + np.log(n) * p),
+        dof=dof, ndata=n, total_sum_of_squares=total_sum_of_squares, aic=float(loglike + 2 * p), bic=float(loglike + np.log(n) * p),
         nfev=int(nfev), success=bool(success), message=str(message), status=int(status),
         method=method, loss=loss, weighted=weighted, absolute_sigma=absolute_sigma)
-    result._fvec = r
+    result._residuals = lambda: bound.residuals(x)
     return result

@@ -25,6 +25,7 @@ ones; the Jacobian picks up the factor ``dx/du`` by the chain rule.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,12 +80,11 @@ class _Linearization:
 
     @classmethod
     def from_normal(cls, jtr, jtj, d):
-        scaled = jtj / np.outer(d, d)
-        s2, V = np.linalg.eigh(0.5 * (scaled + scaled.T))
+        # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
+        s2, V = np.linalg.eigh(jtj / d / d[:, None])
         s2 = np.maximum(s2, 0.0)
-        a = V.T @ (jtr / d)
-        floor = _EPS * len(d) * max(s2.max(initial=0.0), 0.0)
-        return cls(s2, V, a, s2 > floor)
+        a = (jtr / d) @ V
+        return cls(s2, V, a, s2 > _EPS * len(d) * s2[-1])
 
     @classmethod
     def from_jacobian(cls, r, J, d):
@@ -96,6 +96,8 @@ class _Linearization:
     def step(self, lam):
         """Scaled step ``c = Vᵀ D p`` for damping ``lam`` (pseudo-inverse when 0)."""
         if lam == 0.0:
+            if self.rank.all():
+                return -self.a / self.s2
             c = np.zeros_like(self.a)
             c[self.rank] = -self.a[self.rank] / self.s2[self.rank]
             return c
@@ -104,10 +106,10 @@ class _Linearization:
     def solve(self, delta, lam):
         """Moré's ``lmpar``: ``(lam, c)`` with ``‖c‖`` within 10 % of ``delta`` or ``lam = 0``."""
         c = self.step(0.0)
-        cnorm = np.linalg.norm(c)
+        cnorm = math.sqrt(c @ c)
         if cnorm <= 1.1 * delta:
             return 0.0, c
-        anorm = np.linalg.norm(self.a)
+        anorm = math.sqrt(self.a @ self.a)
         upper = anorm / delta
         lower = 0.0
         if lam <= 0.0 or not np.isfinite(lam):
@@ -117,7 +119,7 @@ class _Linearization:
             if lam <= 0.0:
                 lam = max(1e-3 * upper, 1e-300)
             c = self.step(lam)
-            cnorm = np.linalg.norm(c)
+            cnorm = math.sqrt(c @ c)
             phi = cnorm - delta
             if abs(phi) <= 0.1 * delta:
                 break
@@ -126,7 +128,7 @@ class _Linearization:
             else:
                 upper = min(upper, lam)
             # Newton on 1/‖c(λ)‖ − 1/Δ, nearly linear in λ
-            w2 = np.sum(self.a ** 2 / (self.s2 + lam) ** 3)
+            w2 = float(c @ (c / (self.s2 + lam)))
             new = lam + (cnorm - delta) * cnorm ** 2 / (delta * w2) if w2 > 0 else 2 * lam
             if not (lower < new < upper):
                 new = 0.5 * (lower + upper) if upper > lower else new
@@ -208,92 +210,102 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, x
     if max_nfev is None:
         max_nfev = 100 * (p + 1)
     box = _Bounds(*(bounds if bounds is not None else (-np.inf, np.inf)), p)
+    with np.errstate(all="ignore"):
+        return _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback)
 
-    counts = {"nfev": 0}
+
+class _State:
+    """The problem at one point: ``u`` internal, ``x`` external variables; rss, Jᵀr and JᵀJ
+    in internal (``g``, ``A``) and external (``gx``, ``Ax``) variables; r and J if known."""
+
+    __slots__ = ("u", "x", "rss", "g", "A", "gx", "Ax", "r", "J", "finite")
+
+
+def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback):
+    nfev = njev_extra = 0
+    bounded = box.active
 
     def evaluate(u):
-        """(rss, g, A, lin_source) in internal variables; lin_source builds the linearization."""
-        counts["nfev"] += 1
-        x = box.to_external(u) if box.active else u
-        with np.errstate(all="ignore"):
-            out = fun(x)
+        nonlocal nfev
+        nfev += 1
+        st = _State()
+        st.u = u
+        st.x = x = box.to_external(u) if bounded else u
+        out = fun(x)
         if form == "normal":
             rss, g, A = float(out[0]), np.asarray(out[1], float), np.asarray(out[2], float)
-            r = J = None
+            st.r = st.J = None
         else:
             r, J = np.asarray(out[0], float).ravel(), np.asarray(out[1], float).reshape(-1, p)
             rss = float(r @ r)
             g, A = J.T @ r, J.T @ J
-        gx, Ax = g, A
-        if box.active:
+            st.r, st.J = r, J
+        st.rss, st.gx, st.Ax = rss, g, A
+        if bounded:
             dxdu = box.derivative(u)
             g = g * dxdu
-            A = A * np.outer(dxdu, dxdu)
-            if J is not None:
-                J = J * dxdu
-        return dict(x=x, rss=rss, g=g, A=A, r=r, J=J, gx=gx, Ax=Ax)
+            A = A * dxdu * dxdu[:, None]
+            if st.J is not None:
+                st.J = st.J * dxdu
+        st.g, st.A = g, A
+        st.finite = math.isfinite(rss) and math.isfinite(float(g.sum())) and math.isfinite(float(A.sum()))
+        return st
 
-    def finite(state):
-        return (np.isfinite(state["rss"]) and np.all(np.isfinite(state["g"]))
-                and np.all(np.isfinite(state["A"])))
+    def result(st, status):
+        return LMResult(x=st.x, rss=st.rss, jtr=st.gx, jtj=st.Ax, nfev=nfev, njev=nfev + njev_extra,
+                        status=status, message=MESSAGES[status],
+                        success=status in (1, 2, 3, 4, 6, 7, 8))
 
-    def result(state, status):
-        return LMResult(x=state["x"], rss=state["rss"], jtr=state["gx"], jtj=state["Ax"],
-                        nfev=counts["nfev"], njev=counts["nfev"] + counts.get("njev_extra", 0),
-                        status=status,
-                        message=MESSAGES[status], success=status in (1, 2, 3, 4, 6, 7, 8))
-
-    u = box.to_internal(x0) if box.active else x0
+    u = box.to_internal(x0) if bounded else x0
     state = evaluate(u)
-    if not finite(state):
+    if not state.finite:
         return result(state, 9)
-    d = np.zeros(p)
+    d = None
     delta = lam = 0.0
     first = True
     while True:
-        A, g, rss = state["A"], state["g"], state["rss"]
-        colnorm = np.sqrt(np.maximum(np.diag(A), 0.0))
-        d = np.maximum(d, colnorm) if not first else np.where(colnorm > 0, colnorm, 1.0)
-        d = np.where(d > 0, d, 1.0)
-        xnorm = np.linalg.norm(d * u)
+        A, g, rss = state.A, state.g, state.rss
+        colnorm = np.sqrt(np.maximum(A.diagonal(), 0.0))
+        d = np.where(colnorm > 0, colnorm, 1.0) if d is None else np.maximum(d, colnorm)
+        du = d * u
+        xnorm = math.sqrt(du @ du)
         if first:
             delta = factor * xnorm if xnorm > 0 else factor
-        fnorm = np.sqrt(rss)
+        fnorm = math.sqrt(rss)
         if fnorm > 0:
-            with np.errstate(all="ignore"):
-                cosines = np.where(colnorm > 0, np.abs(g) / (colnorm * fnorm), 0.0)
-            gnorm = float(np.max(cosines, initial=0.0))
+            cosines = np.abs(g) / (colnorm * fnorm)
+            gnorm = float(np.max(np.where(colnorm > 0, cosines, 0.0)))
         else:
             gnorm = 0.0
         if gnorm <= gtol:
             return result(state, 4)
-        if state["J"] is not None:
-            lin = _Linearization.from_jacobian(state["r"], state["J"], d)
+        if state.J is not None:
+            lin = _Linearization.from_jacobian(state.r, state.J, d)
         else:
             lin = _Linearization.from_normal(g, A, d)
-            if jacobian is not None and lin.s2.min() < ILL_CONDITIONED * lin.s2.max():
-                r, J = jacobian(state["x"])
+            if jacobian is not None and lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]:
+                r, J = jacobian(state.x)
                 J = np.asarray(J, float).reshape(-1, p)
-                if box.active:
+                if bounded:
                     J = J * box.derivative(u)
-                counts["njev_extra"] = counts.get("njev_extra", 0) + 1
+                njev_extra += 1
                 lin = _Linearization.from_jacobian(np.asarray(r, float).ravel(), J, d)
         while True:
             lam, c = lin.solve(delta, lam)
             dp = lin.V @ c
-            step = dp / d
-            pnorm = np.linalg.norm(dp)
+            pnorm = math.sqrt(dp @ dp)
             if first:
                 delta = min(delta, pnorm)
-            trial_u = u + step
-            trial = evaluate(trial_u)
-            fnorm1 = np.sqrt(trial["rss"]) if finite(trial) else np.inf
+            trial = evaluate(u + dp / d)
+            fnorm1 = math.sqrt(trial.rss) if trial.finite else math.inf
             actred = 1 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
-            jp2 = float(np.sum(lin.s2 * c * c))
-            temp1 = np.sqrt(jp2) / fnorm if fnorm > 0 else 0.0
-            temp2 = np.sqrt(lam) * pnorm / fnorm if fnorm > 0 else 0.0
-            prered = temp1 ** 2 + temp2 ** 2 / 0.5
-            dirder = -(temp1 ** 2 + temp2 ** 2)
+            if fnorm > 0:
+                temp1 = float(lin.s2 @ (c * c)) / rss
+                temp2 = lam * pnorm * pnorm / rss
+            else:
+                temp1 = temp2 = 0.0
+            prered = temp1 + 2.0 * temp2
+            dirder = -(temp1 + temp2)
             ratio = actred / prered if prered != 0 else 0.0
             if ratio <= 0.25:
                 temp = 0.5 if actred >= 0 else 0.5 * dirder / (dirder + 0.5 * actred)
@@ -306,12 +318,13 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, x
                 lam = 0.5 * lam
             accepted = ratio >= 1e-4
             if accepted:
-                u = trial_u
+                u = trial.u
                 state = trial
-                xnorm = np.linalg.norm(d * u)
+                du = d * u
+                xnorm = math.sqrt(du @ du)
                 first = False
                 if callback is not None:
-                    callback(state["x"].copy(), state["rss"])
+                    callback(state.x.copy(), state.rss)
             status = 0
             if abs(actred) <= ftol and prered <= ftol and 0.5 * ratio <= 1:
                 status = 1
@@ -319,7 +332,7 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, x
                 status = 3 if status == 1 else 2
             if status:
                 return result(state, status)
-            if counts["nfev"] >= max_nfev:
+            if nfev >= max_nfev:
                 return result(state, 5)
             if abs(actred) <= _EPS and prered <= _EPS and 0.5 * ratio <= 1:
                 return result(state, 6)
