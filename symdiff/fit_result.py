@@ -123,8 +123,10 @@ class LeastSquaresResult:
                     pairs.append((abs(c), names[i], names[j], c))
         if pairs:
             lines.append(f"[[Correlations]] (unreported correlations are < {REPORT_CORRELATION})")
-            for _, a, b, c in sorted(pairs, reverse=True):
-                lines.append(f"    C({a}, {b}){' ' * max(0, 2 * width - len(a) - len(b))} = {c:+.4f}")
+            labels = [f"C({a}, {b})" for _, a, b, _ in sorted(pairs, reverse=True)]
+            width = max(map(len, labels))
+            for label, (_, _, _, c) in zip(labels, sorted(pairs, reverse=True)):
+                lines.append(f"    {label:<{width}} = {c:+.4f}")
         return "\n".join(lines)
 
     def __str__(self):
