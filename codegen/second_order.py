@@ -11,6 +11,7 @@ the outputs: symmetric matrices are stored as their upper triangle, row-major.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -24,11 +25,18 @@ from .kernel import (_SIGNATURE, BoundKernel, Kernel, _Runner, _address, _diagno
 
 def upper_to_symmetric(values, p: int) -> np.ndarray:
     """The symmetric p-by-p matrix whose upper triangle, row-major, is ``values``."""
-    m = np.empty((p, p))
+    return np.asarray(values)[_symmetric_gather(p)]
+
+
+@functools.lru_cache(maxsize=64)
+def _symmetric_gather(p: int) -> np.ndarray:
+    """Indices into the row-major upper triangle that fill a symmetric p-by-p matrix
+    (np.triu_indices per call costs more than a small batch's kernel)."""
+    index = np.empty((p, p), dtype=np.intp)
     iu = np.triu_indices(p)
-    m[iu] = values
-    m.T[iu] = values
-    return m
+    index[iu] = np.arange(len(iu[0]))
+    index.T[iu] = index[iu]
+    return index
 
 
 def _triangle(p: int) -> int:

@@ -20,6 +20,9 @@ from .regularization import l1, l2, regularized
 from .residuals import Residuals
 from .second_derivatives import hessian
 from .minimization import minimize
+from .fit_result import LeastSquaresResult
+from .least_squares import least_squares
+from .curve_fit import curve_fit
 from .training import FitResult, History, fit
 from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, uniform
 
@@ -29,7 +32,8 @@ __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp",
            "sum", "dot", "logsumexp", "softmax", "relu",
            "Instr", "evaluate", "computational_graph", "ComputationalGraph", "losses", "optim",
            "schedules", "fit", "FitResult", "History", "l1", "l2", "regularized", "Residuals",
-           "hessian", "minimize", "parse_formula", "parse_model",
+           "hessian", "minimize", "least_squares", "curve_fit", "LeastSquaresResult",
+           "parse_formula", "parse_model",
            "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",
