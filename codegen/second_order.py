@@ -202,12 +202,19 @@ def _direction(v, p) -> np.ndarray:
     return d.astype(np.float64)
 
 
+#: above this many parameters the Hessian program (p(p+1)/2 outputs; 2,080 at 64, compiled
+#: in ~20 s) is not compiled unless asked for by ``compile_hessian()``: the matrix is then
+#: assembled from p Hessian-vector passes instead of one fused pass
+FUSED_HESSIAN_MAX_PARAMS = 64
+
+
 class HessianKernel(Kernel):
     """Compiled mean loss, gradient and Hessian of an objective over a batch.
 
     ``kernel(theta, data) -> (loss, grad, hess)``: means over the samples, in one pass
     (``hess`` symmetric, shape (p, p); its code is compiled on the first such call, or by
-    :meth:`compile_hessian`). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
+    :meth:`compile_hessian`; beyond ``FUSED_HESSIAN_MAX_PARAMS`` parameters the matrix is
+    assembled from p Hessian-vector passes unless :meth:`compile_hessian` was called). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
     Hessian times ``v``, from a separate program that never forms the Hessian.
     ``kernel.loss_grad(theta, data)`` and ``kernel.value(theta, data)`` are the first-order
     calls. ``kernel.bind(data)`` returns the same calls without ``data``; its ``.hvp``
@@ -248,6 +255,8 @@ class HessianKernel(Kernel):
     def _full(self, theta, cols, n, ptrs):
         t = check_theta(theta, self.params)
         if self._hess is None:
+            if self.n_params > FUSED_HESSIAN_MAX_PARAMS:
+                return self._by_columns(t, cols, n, ptrs)
             self.compile_hessian()
         s = self._hess.run(t, ptrs, n, self.threads)
         loss = s.item(0)
@@ -255,6 +264,23 @@ class HessianKernel(Kernel):
             _diagnose(cols, self.data, "loss")
         p = self.n_params
         return loss, s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+
+    def _by_columns(self, t, cols, n, ptrs):
+        """Loss, gradient and Hessian as one gradient pass and p Hessian-vector passes,
+        column j the product with the j-th unit vector (symmetrized: exact symmetry)."""
+        first = self._grad.run(t, ptrs, n, self.threads)
+        loss = first.item(0)
+        if not (loss == loss and abs(loss) != float("inf")):
+            _diagnose(cols, self.data, "loss")
+        p = self.n_params
+        buf = np.zeros(2 * p)
+        buf[:p] = t
+        H = np.empty((p, p))
+        for j in range(p):
+            buf[p + j] = 1.0
+            H[:, j] = self._hvp.run(buf, ptrs, n, self.threads)
+            buf[p + j] = 0.0
+        return loss, first[1:].copy(), 0.5 * (H + H.T)
 
     def _hv(self, theta, v, cols, n, ptrs):
         t = check_theta(theta, self.params)
