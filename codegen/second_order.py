@@ -49,7 +49,8 @@ def compile_residuals(program, n_params, *, dtype=np.float64, threads=None, cach
     functions = {"symdiff_gn": ("reduce", sums),
                  "symdiff_rss": ("reduce", (1 + p,)),
                  "symdiff_residual": ("map", (0,)),
-                 "symdiff_jacobian": ("map", tuple(range(1, 1 + p)))}
+                 "symdiff_jacobian": ("map", tuple(range(1, 1 + p))),
+                 "symdiff_rj": ("map", tuple(range(1 + p)))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
     return ResidualKernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
                           library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
@@ -63,7 +64,8 @@ class ResidualKernel(Kernel):
     (shape (p,)) and ``sum J_i^T J_i`` (shape (p, p), symmetric), in one pass, without
     forming the Jacobian. ``kernel.value(theta, data) -> rss``;
     ``kernel.residuals(theta, data) -> (n,)`` and ``kernel.jacobian(theta, data) -> (n, p)``
-    per sample, in the kernel's dtype (for small problems, robust losses, covariances).
+    per sample, in the kernel's dtype (for small problems, robust losses, covariances);
+    ``kernel.qr(theta, data) -> (rss, R, qtr)`` for ill-conditioned problems.
     ``kernel.bind(data)`` checks the data once and returns the same calls without ``data``.
     Data are validated as for every kernel (errors name the column); float32 data are
     summed in float64 across blocks, as the loss kernels do.
@@ -75,6 +77,7 @@ class ResidualKernel(Kernel):
         lib = self._library
         self._residual_fn = _SIGNATURE(lib.addresses["symdiff_residual"])
         self._jacobian_fn = _SIGNATURE(lib.addresses["symdiff_jacobian"])
+        self._rj_fn = _SIGNATURE(lib.addresses["symdiff_rj"])
 
     # shared by the kernel and its bound form: (columns, n, pointer array) in, results out
     def _gauss_newton(self, theta, cols, n, ptrs):
@@ -96,6 +99,43 @@ class ResidualKernel(Kernel):
     def _map(self, fn, n_out, theta, n, ptrs):
         t = check_theta(theta, self.params)
         return map_outputs(fn, t, ptrs, n, n_out, self.dtype, self.threads, self.lanes)
+
+    def _qr(self, theta, cols, n, ptrs, block_rows):
+        t = check_theta(theta, self.params)
+        if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) \
+                or block_rows < 1:
+            raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}")
+        p = self.n_params
+        top = np.zeros((0, p + 1))
+        rss = 0.0
+        for start in range(0, n, int(block_rows)):
+            stop = min(n, start + int(block_rows))
+            offset = ptrs + np.uintp(start * self.dtype.itemsize) if cols else ptrs
+            rj = map_outputs(self._rj_fn, t, offset, stop - start, p + 1, self.dtype,
+                             self.threads, self.lanes)
+            block = np.empty((stop - start + top.shape[0], p + 1))
+            block[:top.shape[0]] = top
+            block[top.shape[0]:, :p] = rj[1:].T
+            block[top.shape[0]:, p] = rj[0]
+            rss += float(np.dot(block[top.shape[0]:, p], block[top.shape[0]:, p]))
+            top = np.linalg.qr(block, mode="r")
+        if not (rss == rss and abs(rss) != float("inf")):
+            _diagnose(cols, self.data, "residual sum of squares")
+        R = np.zeros((p + 1, p + 1))
+        R[:top.shape[0]] = top
+        return rss, np.triu(R[:p, :p]), R[:p, p].copy()
+
+    def qr(self, theta, data=None, block_rows=65536):
+        """``(rss, R, qtr)``: the Jacobian's QR factor ``R`` (p-by-p upper triangular,
+        ``J = Q R``) and ``Q^T r`` (p,), by a streaming (TSQR) reduction over blocks of
+        ``block_rows`` samples, with the residual sum of squares.
+
+        For ill-conditioned problems: the Gauss-Newton step from ``R d = -qtr`` keeps the
+        digits that forming ``J^T J`` (condition number squared) loses. Memory is one block
+        of the Jacobian, not all of it; it costs more than the fused sums.
+        """
+        cols, n, ptrs, _ = self._prepare(data)
+        return self._qr(theta, cols, n, ptrs, block_rows)
 
     def __call__(self, theta, data=None):
         """``(rss, jtr, jtj)``: sums over the samples of ``data`` at ``theta``."""
@@ -138,7 +178,7 @@ class _Bound:
 
 class BoundResiduals(_Bound):
     """A :class:`ResidualKernel` with its data bound: ``bound(theta) -> (rss, jtr, jtj)``;
-    also ``.value(theta)``, ``.residuals(theta)``, ``.jacobian(theta)``."""
+    also ``.value(theta)``, ``.residuals(theta)``, ``.jacobian(theta)``, ``.qr(theta)``."""
 
     def __call__(self, theta):
         return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs)
@@ -153,6 +193,9 @@ class BoundResiduals(_Bound):
     def jacobian(self, theta) -> np.ndarray:
         k = self.kernel
         return np.ascontiguousarray(k._map(k._jacobian_fn, k.n_params, theta, self.n, self._ptrs).T)
+
+    def qr(self, theta, block_rows=65536):
+        return self.kernel._qr(theta, self._cols, self.n, self._ptrs, block_rows)
 
 
 # -- Hessians ---------------------------------------------------------------------
