@@ -148,7 +148,6 @@ COLUMN_GAP = 3.0     # data units between layers
 ROW_GAP = 1.25       # between nodes of one layer
 BOX_WIDTH, BOX_HEIGHT = 1.45, 0.9
 MAX_PIXELS = 12000   # longest side of a PNG
-_LABEL_BOX = dict(facecolor="white", edgecolor="none", alpha=0.8, pad=0.5)
 
 
 def layout(graph) -> dict:
@@ -206,16 +205,19 @@ def _matplotlib_figure(graph):
         start, end = (sx + BOX_WIDTH / 2, sy), (tx - BOX_WIDTH / 2, ty)
         if graph[edge.source].op == "constant":
             start = (sx + 0.3, sy)
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
+        ax.add_artist(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
                                      color="#555555", linewidth=0.9, shrinkA=0, shrinkB=1, zorder=1))
         span = end[0] - start[0]
         t = 0.5 if span <= COLUMN_GAP else 1 - 0.6 * COLUMN_GAP / span
-        mx, my = start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])
-        ax.text(mx, my + 0.05, format_value(edge.value, 4), color=FORWARD_COLOUR, fontsize=font - 1,
-                ha="center", va="bottom", zorder=4, bbox=_LABEL_BOX)
+        dx, dy = end[0] - start[0], end[1] - start[1]
+        length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+        nx, ny = -dy / length * 0.17, dx / length * 0.17  # normal: above the edge for forward
+        mx, my = start[0] + t * dx, start[1] + t * dy
+        ax.text(mx + nx, my + ny, format_value(edge.value, 4), color=FORWARD_COLOUR, fontsize=font - 1,
+                ha="center", va="center", zorder=4)
         if edge.adjoint is not None:
-            ax.text(mx, my - 0.05, format_value(edge.adjoint, 4), color=BACKWARD_COLOUR,
-                    fontsize=font - 1, ha="center", va="top", zorder=4, bbox=_LABEL_BOX)
+            ax.text(mx - nx, my - ny, format_value(edge.adjoint, 4), color=BACKWARD_COLOUR,
+                    fontsize=font - 1, ha="center", va="center", zorder=4)
 
     for node in graph.nodes:
         x, y = position[node.name]
@@ -223,7 +225,7 @@ def _matplotlib_figure(graph):
             ax.text(x, y, node.name, color="#666666", fontsize=font, ha="center", va="center")
             continue
         output = node.name == graph.output
-        ax.add_patch(FancyBboxPatch((x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2), BOX_WIDTH, BOX_HEIGHT,
+        ax.add_artist(FancyBboxPatch((x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2), BOX_WIDTH, BOX_HEIGHT,
                                     boxstyle="round,pad=0.02,rounding_size=0.12",
                                     facecolor="#fff8e1" if output else "#f4f6fb",
                                     edgecolor="#333333", linewidth=1.6 if output else 0.9, zorder=2))
