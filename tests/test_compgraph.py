@@ -2,6 +2,7 @@
 DOT structure, pictures without Graphviz, large graphs, readable names."""
 
 import math
+import os
 import re
 
 import numpy as np
@@ -217,6 +218,19 @@ def test_render_without_graphviz_draws_with_matplotlib(no_graphviz, tmp_path, su
         text = path.read_text()
         assert "coat_price" in text and "1000" in text
         assert "#1f5fbf" in text and "#c0392b" in text  # forward and backward colours
+
+
+def test_graphviz_is_used_when_dot_is_on_the_path(monkeypatch, tmp_path):
+    """A stand-in `dot` that copies its input to the -o file: the DOT source reaches Graphviz."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dot"
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != "-o" ]; do shift; done\ncat > "$2"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ.get("PATH", ""))
+    g = sd.computational_graph(**SHOPPING)
+    path = g.render(tmp_path / "shopping.svg")
+    assert path.read_text() == g.dot()
 
 
 def test_graphviz_engine_without_dot_says_what_to_install(no_graphviz, tmp_path):
