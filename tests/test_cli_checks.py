@@ -95,3 +95,10 @@ def test_suggestions_pair_each_unused_column_with_its_likely_parameter():
     assert unused_column_warnings(["dose", "y"], {"y"}, ["doze", "k"]) == [
         "column 'dose' is unused; did you mean dose instead of parameter doze?"]
     assert unused_column_warnings(["x", "y"], {"x", "y"}, ["a"]) == []
+
+
+def test_grad_latex_keeps_word_names_whole(capsys):
+    status, out, _ = run(capsys, "grad", "coat_price*x_1 + pay_fraction", "--format", "latex")
+    assert status == 0
+    assert r"\mathit{coat\_price}" in out and r"\mathit{pay\_fraction}" in out
+    assert "coat_{price}" not in out and "x_{1}" in out
