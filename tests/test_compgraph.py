@@ -5,7 +5,6 @@ import math
 import os
 import re
 
-import numpy as np
 import pytest
 import sympy as sp
 
