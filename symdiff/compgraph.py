@@ -29,10 +29,13 @@ from .ir import linearize
 from .primitives import PRIMITIVES
 from .reverse import reverse_adjoints
 
-__all__ = ["computational_graph", "ComputationalGraph", "GraphNode", "GraphEdge", "MAX_DRAWN_NODES"]
+__all__ = ["computational_graph", "ComputationalGraph", "GraphNode", "GraphEdge", "MAX_DRAWN_NODES",
+           "MAX_INLINE_NODES"]
 
 #: beyond this many nodes a picture is unreadable: draw a part (:meth:`ComputationalGraph.subgraph`)
 MAX_DRAWN_NODES = 300
+#: Jupyter shows larger graphs as the table (a picture that size takes seconds to draw)
+MAX_INLINE_NODES = 100
 #: rows ``print(g)`` shows of a larger graph (the first and last half)
 TABLE_ROWS = 60
 
@@ -198,22 +201,23 @@ class ComputationalGraph:
         """Jupyter: the picture as inline SVG, or the table when it cannot be drawn."""
         import html
         from .drawing import svg_text
-        if len(self.nodes) <= MAX_DRAWN_NODES:
+        if len(self.nodes) <= MAX_INLINE_NODES:
             try:
                 return svg_text(self)
             except SymdiffError:
                 pass
-        return "<pre>" + html.escape(self.table()) + "</pre>"
+        note = ("" if len(self.nodes) <= MAX_INLINE_NODES else
+                f"<p>{len(self.nodes)} nodes: g.render('graph.svg') draws the picture "
+                f"(up to {MAX_DRAWN_NODES} nodes), g.subgraph(name) a part.</p>")
+        return note + "<pre>" + html.escape(self.table()) + "</pre>"
 
     def _check_drawable(self):
         if len(self.nodes) > MAX_DRAWN_NODES:
-            deepest = max((n for n in self.nodes if not n.is_leaf), key=lambda n: n.layer,
-                          default=self.nodes[-1])
-            middle = self.nodes[len(self.nodes) // 2].name
             raise SymdiffError(
                 f"the graph has {len(self.nodes)} nodes, more than the {MAX_DRAWN_NODES} a picture "
-                f"shows readably; draw a part, e.g. g.subgraph({middle!r}, depth=4).render(...) or "
-                f"g.subgraph({deepest.name!r}, depth=3), or print(g) for the table")
+                f"shows readably; draw a part: g.subgraph({self.output!r}, depth=3) is the last three "
+                f"steps before the {self.output_label}, g.subgraph(NODE) everything that computes NODE "
+                f"(a name from print(g), which shows the table)")
 
 
 def format_value(value, digits: int = 6) -> str:

@@ -62,7 +62,7 @@ def to_dot(graph) -> str:
             lines.append(f'  {_quote(node.name)} [label={_quote(node.name)}, shape=plaintext, '
                          f'fontcolor="#666666"];')
             continue
-        title = node.name if node.op == "input" else f"{op_label(node)}  ({node.name})"
+        title = _title(node)
         parts = [f"<B>{html.escape(title)}</B>", _coloured(format_value(node.value, 4), FORWARD_COLOUR)]
         if node.adjoint is not None:
             parts.append(_coloured(format_value(node.adjoint, 4), BACKWARD_COLOUR))
@@ -144,14 +144,24 @@ def _run_dot(graph, options) -> str:
 
 # -- the matplotlib drawing -------------------------------------------------------------
 
-COLUMN_GAP = 3.0     # data units between layers
+EDGE_LENGTH = 1.55   # data units between the boxes of neighbouring layers
 ROW_GAP = 1.25       # between nodes of one layer
-BOX_WIDTH, BOX_HEIGHT = 1.45, 0.9
+BOX_WIDTH, BOX_HEIGHT = 1.45, 0.9   # the narrowest box; wider for long names
+CHAR_WIDTH = 0.115   # data units per character of a bold title
 MAX_PIXELS = 12000   # longest side of a PNG
-_LABEL_BOX = dict(facecolor="white", edgecolor="none", alpha=0.8, pad=0.5)
 
 
-def layout(graph) -> dict:
+def box_width(graph) -> float:
+    """One box width for the picture, wide enough for its longest title."""
+    longest = max((len(_title(n)) for n in graph.nodes if n.op != "constant"), default=0)
+    return max(BOX_WIDTH, CHAR_WIDTH * longest + 0.3)
+
+
+def _title(node) -> str:
+    return node.name if node.op == "input" else f"{op_label(node)}  ({node.name})"
+
+
+def layout(graph, column_gap: float) -> dict:
     """{node name: (x, y)}: columns by layer, each column ordered to keep edges short
     (a few barycentre sweeps, the classic layered-drawing heuristic), centred on y = 0."""
     columns: dict = {}
@@ -177,7 +187,7 @@ def layout(graph) -> dict:
                                  if neighbours[name] else y[name]) for name in col}
             col.sort(key=lambda name: -barycentre[name])
             place(col)
-    return {name: (graph[name].layer * COLUMN_GAP, y[name] * ROW_GAP) for name in y}
+    return {name: (graph[name].layer * column_gap, y[name] * ROW_GAP) for name in y}
 
 
 def _matplotlib_figure(graph):
@@ -187,10 +197,12 @@ def _matplotlib_figure(graph):
 
     from .compgraph import format_value
 
-    position = layout(graph)
+    width = box_width(graph)
+    column_gap = width + EDGE_LENGTH
+    position = layout(graph, column_gap)
     xs = [p[0] for p in position.values()]
     ys = [p[1] for p in position.values()]
-    x0, x1 = min(xs) - BOX_WIDTH, max(xs) + BOX_WIDTH
+    x0, x1 = min(xs) - width, max(xs) + width
     y0, y1 = min(ys) - BOX_HEIGHT - 0.5, max(ys) + BOX_HEIGHT
     scale = 0.75  # inches per data unit
     figure = Figure(figsize=(max((x1 - x0) * scale, 4.0), max((y1 - y0) * scale, 2.5)))
@@ -203,19 +215,22 @@ def _matplotlib_figure(graph):
 
     for edge in graph.edges:
         (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
-        start, end = (sx + BOX_WIDTH / 2, sy), (tx - BOX_WIDTH / 2, ty)
+        start, end = (sx + width / 2, sy), (tx - width / 2, ty)
         if graph[edge.source].op == "constant":
             start = (sx + 0.3, sy)
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
+        ax.add_artist(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
                                      color="#555555", linewidth=0.9, shrinkA=0, shrinkB=1, zorder=1))
         span = end[0] - start[0]
-        t = 0.5 if span <= COLUMN_GAP else 1 - 0.6 * COLUMN_GAP / span
-        mx, my = start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])
-        ax.text(mx, my + 0.05, format_value(edge.value, 4), color=FORWARD_COLOUR, fontsize=font - 1,
-                ha="center", va="bottom", zorder=4, bbox=_LABEL_BOX)
+        t = 0.5 if span <= column_gap else 1 - 0.6 * column_gap / span
+        dx, dy = end[0] - start[0], end[1] - start[1]
+        length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+        nx, ny = -dy / length * 0.17, dx / length * 0.17  # normal: above the edge for forward
+        mx, my = start[0] + t * dx, start[1] + t * dy
+        ax.text(mx + nx, my + ny, format_value(edge.value, 4), color=FORWARD_COLOUR, fontsize=font - 1,
+                ha="center", va="center", zorder=4)
         if edge.adjoint is not None:
-            ax.text(mx, my - 0.05, format_value(edge.adjoint, 4), color=BACKWARD_COLOUR,
-                    fontsize=font - 1, ha="center", va="top", zorder=4, bbox=_LABEL_BOX)
+            ax.text(mx - nx, my - ny, format_value(edge.adjoint, 4), color=BACKWARD_COLOUR,
+                    fontsize=font - 1, ha="center", va="center", zorder=4)
 
     for node in graph.nodes:
         x, y = position[node.name]
@@ -223,12 +238,12 @@ def _matplotlib_figure(graph):
             ax.text(x, y, node.name, color="#666666", fontsize=font, ha="center", va="center")
             continue
         output = node.name == graph.output
-        ax.add_patch(FancyBboxPatch((x - BOX_WIDTH / 2, y - BOX_HEIGHT / 2), BOX_WIDTH, BOX_HEIGHT,
+        ax.add_artist(FancyBboxPatch((x - width / 2, y - BOX_HEIGHT / 2), width, BOX_HEIGHT,
                                     boxstyle="round,pad=0.02,rounding_size=0.12",
                                     facecolor="#fff8e1" if output else "#f4f6fb",
                                     edgecolor="#333333", linewidth=1.6 if output else 0.9, zorder=2))
-        title = node.name if node.op == "input" else f"{op_label(node)}  ({node.name})"
-        ax.text(x, y + 0.24, title, fontsize=font + 1, ha="center", va="center", weight="bold", zorder=3)
+        ax.text(x, y + 0.24, _title(node), fontsize=font + 1, ha="center", va="center",
+                weight="bold", zorder=3)
         ax.text(x, y, format_value(node.value, 4), color=FORWARD_COLOUR, fontsize=font,
                 ha="center", va="center", zorder=3)
         if node.adjoint is not None:

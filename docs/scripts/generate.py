@@ -41,6 +41,7 @@ CLI_SESSIONS = {
                 "--lr", "0.05", "--epochs", "1500", "--plot", "docs/generated/figures/decay_fit.png",
                 "--json", "docs/generated/decay_fit.json"],
     "cli_error_column": ["fit", "y ~ a*exp(-b*t) + c", "--data", "examples/data/decay.csv", "--params", "a,b,c"],
+    "cli_warning_column": ["fit", "y ~ a*exp(-b*t) + c", "--data", "examples/data/decay.csv", "--strict"],
     "cli_error_formula": ["grad", "a*x + __import__('os').system('echo hi')"],
     "cli_cache": ["cache", "info"],
 }
@@ -73,7 +74,7 @@ def cli_sessions():
     for name, argv in CLI_SESSIONS.items():
         prompt = "symdiff " + " ".join(f'"{a}"' if re.search(r"[ ~*(]", a) else a for a in argv)
         run([sys.executable, "-m", "symdiff", *argv], GENERATED / f"{name}.txt", prompt=prompt,
-            check=not name.startswith("cli_error"))
+            check=not name.startswith(("cli_error", "cli_warning")))
 
 
 def examples():
