@@ -18,6 +18,7 @@ import ctypes
 import itertools
 import math
 import operator
+import threading
 
 import numpy as np
 
@@ -33,6 +34,8 @@ _TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
 
 #: batches with fewer flops than this per thread run on one thread (hand-off costs ~30 us)
 MIN_FLOPS_PER_THREAD = 4e6
+#: GEMM-accumulated gradients are added into the double sums every this many tiles
+FLUSH_TILES = 8
 
 
 def _name(key) -> str:
@@ -220,9 +223,13 @@ class ArrayKernel(_ArrayCompiled):
             for z in ws.acc_views[s]:
                 z.fill(0)
             s_addr, row = ws.scratch_addrs[s], ws.sums_addrs[s]
-            for k in range(s, n_tiles, S):
+            for j, k in enumerate(range(s, n_tiles, S)):
                 if bounds[k] < bounds[k + 1]:
                     tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr)
+                if (j + 1) % FLUSH_TILES == 0:  # float32 sums stay short: flush to double
+                    for z, out in zip(ws.acc_views[s], ws.acc_outs[s]):
+                        out += z
+                        z.fill(0)
             for z, out in zip(ws.acc_views[s], ws.acc_outs[s]):
                 out += z
 
@@ -233,18 +240,7 @@ class ArrayKernel(_ArrayCompiled):
                 for s in range(S):
                     slot(s)
             else:
-                counter = itertools.count()
-
-                def work():
-                    for s in iter(counter.__next__, None):
-                        if s >= S:
-                            return
-                        slot(s)
-
-                futures = [_executor().submit(work) for _ in range(min(self.threads, S) - 1)]
-                work()
-                for f in futures:
-                    f.result()
+                _share(slot, S, min(self.threads, S))
         sums = ws.sums
         total = sums[0] + sums[1] if S == 2 else sums.sum(axis=0) if S > 1 else sums[0].copy()
         for off, size, h, value, sign in self._constants:
@@ -279,6 +275,42 @@ class ArrayKernel(_ArrayCompiled):
     def __repr__(self):
         return (f"<symdiff ArrayKernel params={len(self.params)} ({self.n_theta} values) "
                 f"data={len(self.data)} dtype={self.dtype} threads={self.threads}>")
+
+
+def _share(job, count, threads):
+    """Run ``job(0) .. job(count - 1)`` on up to ``threads`` threads, each taking the next
+    index as it finishes one. Returns when every job is done, without waiting for helper
+    threads that never got a core in time (on a loaded machine a hand-off can take
+    milliseconds; the calling thread then simply runs the jobs itself)."""
+    if threads <= 1 or count <= 1:
+        for k in range(count):
+            job(k)
+        return
+    counter = itertools.count()
+    lock = threading.Lock()
+    finished = threading.Event()
+    remaining = [count]
+    errors = []
+
+    def work():
+        for k in iter(counter.__next__, None):
+            if k >= count:
+                return
+            try:
+                job(k)
+            except BaseException as exc:  # reported by the calling thread
+                errors.append(exc)
+            with lock:
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    finished.set()
+
+    for _ in range(threads - 1):
+        _executor().submit(work)
+    work()
+    finished.wait()
+    if errors:
+        raise errors[0]
 
 
 def _pointer_table(cols):
@@ -353,26 +385,17 @@ class ArrayModelKernel(_ArrayCompiled):
         n_tiles = -(-n // P.tile_rows)
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
         h_addr, o_addr = hoist.ctypes.data, out.ctypes.data
-        counter = itertools.count()
 
-        def work():
+        def tile(k):
             try:
                 scratch = self._free.pop()
             except IndexError:
                 scratch = np.zeros(max(1, P.scratch_size), dtype=self.dtype)
-            s_addr = scratch.ctypes.data
-            for k in iter(counter.__next__, None):
-                if k >= n_tiles:
-                    break
-                self._map(h_addr, p_addr, bounds[k], bounds[k + 1], o_addr, s_addr)
+            self._map(h_addr, p_addr, bounds[k], bounds[k + 1], o_addr, scratch.ctypes.data)
             self._free.append(scratch)
 
         parallel = self.threads > 1 and n_tiles > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
-        futures = [_executor().submit(work) for _ in range(min(self.threads, n_tiles) - 1)] \
-            if parallel else []
-        work()
-        for f in futures:
-            f.result()
+        _share(tile, n_tiles, min(self.threads, n_tiles) if parallel else 1)
 
     def __repr__(self):
         return (f"<symdiff ArrayModelKernel params={len(self.params)} ({self.n_theta} values) "

@@ -322,3 +322,14 @@ def test_array_kernel_without_blas_uses_plain_loops(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "loop"
+
+
+def test_float32_gradient_accurate_on_a_long_batch():
+    """Many tiles per slot: GEMM sums are flushed to double, so float32 stays close to float64."""
+    p = _mlp_softmax(5, 4, 3)
+    theta, data = _theta(p), _data(p, 40_000)
+    data = {k: v.astype(np.float32) for k, v in data.items()}
+    ref = codegen.compile_objective(p, dtype=np.float64, cache=False)(theta, data)
+    got = codegen.compile_objective(p, dtype=np.float32, cache=False)(theta, data)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4, atol=1e-5 * np.abs(ref[1]).max())
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-5)
