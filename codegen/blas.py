@@ -71,7 +71,7 @@ def emit_gemm(b: ir.IRBuilder, module: ir.Module, single: bool, ta: bool, tb: bo
               m, n, k, alpha: float, a, lda, bmat, ldb, beta: float, c, ldc):
     """Emit ``C = alpha*op(A) @ op(B) + beta*C`` (row-major); sizes are i64 values or ints."""
     T = F32 if single else F64
-    as64 = lambda v: ir.Constant(I64, v) if isinstance(v, int) else v
+    as64 = lambda v: v if isinstance(v, ir.Value) else ir.Constant(I64, int(v))
     args = [ir.Constant(I32, ROW_MAJOR), ir.Constant(I32, TRANS if ta else NO_TRANS),
             ir.Constant(I32, TRANS if tb else NO_TRANS), as64(m), as64(n), as64(k),
             ir.Constant(T, alpha), a, as64(lda), bmat, as64(ldb), ir.Constant(T, beta), c, as64(ldc)]

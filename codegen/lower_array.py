@@ -313,11 +313,11 @@ class _Emitter(_FunctionEmitter):
 
     # -- small helpers ----------------------------------------------------------------
     def at(self, ptr, idx, ty=None):
-        idx = ir.Constant(I64, idx) if isinstance(idx, int) else idx
+        idx = idx if isinstance(idx, ir.Value) else ir.Constant(I64, int(idx))
         return self.b.gep(ptr, [idx], source_etype=ty or self.T)
 
     def i64(self, v):
-        return ir.Constant(I64, v) if isinstance(v, int) else v
+        return v if isinstance(v, ir.Value) else ir.Constant(I64, int(v))
 
     def loop(self, lo, hi, body, step=1, name="i"):
         """for i in range(lo, hi, step): body(i) — ``body`` uses ``self.b``."""
@@ -339,9 +339,15 @@ class _Emitter(_FunctionEmitter):
         b.position_at_end(done)
 
     def slot(self, ty):
-        """An alloca in the entry block (allocas inside loops would grow the stack)."""
-        b = ir.IRBuilder(self.entry)
-        b.position_at_start(self.entry)
+        """An alloca in the entry block (allocas inside loops would grow the stack).
+
+        A second builder inserting into the block ``self.b`` is filling would shift
+        ``self.b``'s insertion point, so that case uses ``self.b`` itself."""
+        if self.b.block is self.entry:
+            b = self.b
+        else:
+            b = ir.IRBuilder(self.entry)
+            b.position_at_start(self.entry)
         p = b.alloca(ty)
         p.type = PTR
         return p

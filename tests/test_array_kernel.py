@@ -333,3 +333,47 @@ def test_float32_gradient_accurate_on_a_long_batch():
     got = codegen.compile_objective(p, dtype=np.float32, cache=False)(theta, data)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-4, atol=1e-5 * np.abs(ref[1]).max())
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-5)
+
+
+def _random_program(seed):
+    """A random composition of the array ops over a shared matrix, a data vector and scalars."""
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    W, c = g.symbol("W", (4, 3)), g.symbol("c")
+    x, u = g.symbol("x", (3, 1)), g.symbol("u")
+    pool = {(4, 1): [g.dot(W, x)], (3, 1): [x, g.dot(W, g.dot(W, x), True, False)],
+            (): [c, u, g.mul(c, u)]}
+    for _ in range(8):
+        shape = [(4, 1), (3, 1), ()][rng.integers(3)]
+        a = pool[shape][rng.integers(len(pool[shape]))]
+        s = pool[()][rng.integers(len(pool[()]))]
+        choice = rng.integers(7)
+        if choice == 0:
+            v = g.node(["tanh", "sin", "sigmoid"][rng.integers(3)], a)
+        elif choice == 1:
+            v = g.mul(a, s) if shape else g.add(a, s)
+        elif choice == 2 and shape:
+            v = g.sub(a, g.node("broadcast", g.node("sum", a), *shape))
+        elif choice == 3 and shape:
+            v = g.node("index", a, int(rng.integers(shape[0])), 0)
+            shape = ()
+        elif choice == 4 and shape == (4, 1):
+            v = g.dot(W, a, True, False)
+            shape = (3, 1)
+        elif choice == 5 and shape:
+            v = g.node("transpose", g.node("transpose", g.node("exp", g.mul(a, g.const(0.3)))))
+        else:
+            v = g.mul(a, a)
+        pool[shape].append(v)
+    loss = g.const(0.0)
+    for shape, vals in pool.items():
+        for v in vals[-3:]:
+            loss = g.add(loss, g.node("sum", v) if shape else v)
+    grads = reverse_gradient(g, loss, [W, c])
+    return linearize(g, [loss] + grads, ["loss", "dW", "dc"], ["W", "c"], ["x", "u"])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_array_programs_match_reference(seed):
+    p = _random_program(seed)
+    _check(p, n=3 if seed % 2 else 1100)
