@@ -89,7 +89,7 @@ def numpy_by_hand(theta, X, Y, dims):
 
 def gemm_floor(theta, X, Y, dims):
     """The five matrix products of the gradient, nothing else (NumPy's OpenBLAS, all cores)."""
-    W1, b1, W2, b2 = unpack(theta, *dims)
+    W1, _, W2, _ = unpack(theta, *dims)
     H = X @ W1.T
     Z = H @ W2.T
     D1 = Z @ W2

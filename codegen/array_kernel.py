@@ -96,7 +96,7 @@ class _ArrayCompiled(_Compiled):
             raise DataTypeError(f"data must be a mapping {{symbol or name: array}} with "
                                 f"{', '.join(self.data)}; got {type(data).__name__}")
         given = {}
-        for key in data.keys():
+        for key in data:
             name = _name(key)
             if name in given and name in self.data:
                 raise DataError(f"data {name!r} is given twice (by name and by symbol)")
@@ -364,7 +364,7 @@ class ArrayModelKernel(_ArrayCompiled):
 
     def __call__(self, theta, data=None):
         P = self.plan
-        cols, n, ptrs = self._prepared(data)
+        _, n, ptrs = self._prepared(data)
         t = self._theta(theta)
         name = P.program.outputs[0]
         size = P.size(name) if isinstance(name, str) else 1

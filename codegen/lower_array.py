@@ -653,7 +653,7 @@ class _Tile(_Emitter):
             base = P.out_offsets[k]
             for kind, name, sign in terms:
                 if kind == "gemm":
-                    x, y, tx, ty = P.defs[name].args
+                    x, y, _, _ = P.defs[name].args
                     p, q = P.size(x), P.size(y)
                     blas.emit_gemm(b, self.module, self.single, True, False, p, q, rows, sign,
                                    self.loc[x][1], p, self.loc[y][1], q, 1.0,

@@ -253,6 +253,7 @@ def test_repeated_calls_see_data_changed_in_place():
         second = k(theta, data)
         ref_loss, ref_grad = _reference(p, theta, data)
         assert first[0] != second[0]
+        np.testing.assert_allclose(second[0], ref_loss, rtol=2e-4)
         np.testing.assert_allclose(second[1], ref_grad, rtol=2e-4, atol=2e-4 * np.abs(ref_grad).max())
 
 
@@ -377,3 +378,56 @@ def _random_program(seed):
 def test_random_array_programs_match_reference(seed):
     p = _random_program(seed)
     _check(p, n=3 if seed % 2 else 1100)
+
+
+def _random_matrix_program(seed):
+    """Per-sample data matrices, transposes, comparisons and selects, relu, stable shifts."""
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    W, c = g.symbol("W", (2, 3)), g.symbol("c")
+    A, u = g.symbol("A", (3, 2)), g.symbol("u")
+    pool = {(3, 2): [A, g.node("transpose", W)], (2, 3): [W, g.node("transpose", A)],
+            (2, 2): [g.dot(W, A)], (3, 3): [g.dot(A, W)], (): [c, u]}
+    for _ in range(10):
+        shape = list(pool)[rng.integers(len(pool))]
+        a = pool[shape][rng.integers(len(pool[shape]))]
+        s = pool[()][rng.integers(len(pool[()]))]
+        k = rng.integers(8)
+        if not shape:
+            v = g.node(["tanh", "sin"][rng.integers(2)], g.mul(a, s))
+            pool[()].append(v)
+            continue
+        if k == 0:
+            v = g.node("max", a, g.const(0.0))
+        elif k == 1:
+            v = g.node("select", g.node("gt", a, s), a, g.mul(a, s))
+        elif k == 2:
+            m = g.node("detach", g.node("amax", a))
+            v = g.node("exp", g.sub(a, g.node("broadcast", m, *shape)))
+        elif k == 3:
+            v = g.node("transpose", g.node("tanh", a))
+            shape = shape[::-1]
+        elif k == 4 and shape[1] in (2, 3):
+            other = [x for sh, xs in pool.items() if sh and sh[0] == shape[1] for x in xs]
+            o = other[rng.integers(len(other))]
+            v = g.dot(a, o)
+            shape = (shape[0], g.shape(o)[1])
+        elif k == 5:
+            v = g.node("index", a, int(rng.integers(shape[0])), int(rng.integers(shape[1])))
+            shape = ()
+        elif k == 6:
+            v = g.mul(g.node("sigmoid", a), s)
+        else:
+            v = g.mul(a, a)
+        pool.setdefault(shape, []).append(v)
+    loss = g.const(0.0)
+    for shape, vals in pool.items():
+        for v in vals[-2:]:
+            loss = g.add(loss, g.node("sum", v) if shape else v)
+    grads = reverse_gradient(g, loss, [W, c])
+    return linearize(g, [loss] + grads, ["loss", "dW", "dc"], ["W", "c"], ["A", "u"])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_matrix_programs_match_reference(seed):
+    _check(_random_matrix_program(seed), n=[1, 7, 1030][seed % 3])
