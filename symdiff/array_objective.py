@@ -20,7 +20,8 @@ DISPLAY_MAX_OPS = 400
 
 
 def is_array(objective) -> bool:
-    return any(isinstance(s, sp.MatrixSymbol) for s in objective.params + objective.data)
+    data = getattr(objective, "data", None) or getattr(objective, "inputs", ())
+    return any(isinstance(s, sp.MatrixSymbol) for s in tuple(objective.params) + tuple(data))
 
 
 def shape_of(symbol) -> tuple:
@@ -219,11 +220,11 @@ def pretty(objective) -> str:
 
 
 def compile_kernel(objective, program, dtype, threads, cache):
-    """The native kernel of an array program (the GEMM lowering in ``codegen``)."""
+    """The native kernel of an array program (GEMMs and fused loops, ``codegen``)."""
     import codegen
-    compile_array = getattr(codegen, "compile_array_objective", None)
-    if compile_array is None:
-        raise UnsupportedError("compiling matrix formulas needs the native array lowering, which "
-                               "this build of codegen does not have yet; symdiff.evaluate(obj.program(), "
-                               "theta, data) computes the same values in NumPy")
-    return compile_array(program, dtype=dtype, threads=threads, cache=cache, keys=objective.data)
+    try:
+        return codegen.compile_objective(program, dtype=dtype, threads=threads, cache=cache,
+                                         keys=objective.data)
+    except codegen.LoweringError as exc:
+        raise UnsupportedError(f"this matrix formula cannot be compiled yet: {exc}; "
+                               f"symdiff.evaluate(obj.program(), theta, data) computes it in NumPy") from exc

@@ -58,6 +58,15 @@ def logsumexp_node(g, v):
     return lse
 
 
+def relu_node(g, z):
+    """``max(0, z)`` with the adjoint ``select(z > 0, adj, 0)`` (derivative 0 at 0, as
+    PyTorch's relu), not the tie-splitting rule of a general ``max``."""
+    out = g.node("max", g.const(0.0), z)
+    zero = g.const(0.0)
+    g.custom_adjoints[out] = ((z, lambda adj: g.node("select", g.node("gt", z, zero), adj, zero)),)
+    return out
+
+
 def softmax_node(g, v, lse=None):
     lse = logsumexp_node(g, v) if lse is None else lse
     return g.node("exp", g.sub(v, lse))
@@ -127,6 +136,17 @@ def plan_matrix(tr, e):
                 acc = g.mul(s, acc)
             return acc
         return tuple(scalars + inner), build
+    if isinstance(e, sp.MatPow):
+        base, n = e.args
+        if not (n.is_Integer and n >= 0):
+            raise UnsupportedError(f"matrix power {_short(e)}: only non-negative integer powers "
+                                   f"are supported (no matrix inverse)")
+        def build(ids, n=int(n), r=shape_of(base)[0]):
+            acc = g.node("eye", r)
+            for _ in range(n):
+                acc = ids[0] if g.ops[acc] == "eye" else g.dot(acc, ids[0])
+            return acc
+        return (base,), build
     if isinstance(e, sp.Transpose):
         return (e.arg,), lambda ids: g.node("transpose", ids[0])
     if isinstance(e, HadamardProduct):
@@ -172,7 +192,7 @@ def plan_matrix(tr, e):
     if isinstance(e, MF.logsumexp):
         return e.args, lambda ids: logsumexp_node(g, ids[0])
     if isinstance(e, MF.relu_scalar):
-        return e.args, lambda ids: g.node("max", g.const(0.0), ids[0])
+        return e.args, lambda ids: relu_node(g, ids[0])
     if isinstance(e, sp.MatrixBase):
         raise UnsupportedError(f"explicit matrices such as {_short(e)} are not supported: "
                                f"use MatrixSymbol parameters and data")

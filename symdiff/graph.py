@@ -289,5 +289,14 @@ def _transpose(g: Graph, a):
     return None
 
 
+def _dot(g: Graph, a, b, ta, tb):
+    if g.ops[a] == "eye":  # I op(B) = op(B)
+        return g.node("transpose", b) if tb else b
+    if g.ops[b] == "eye":
+        return g.node("transpose", a) if ta else a
+    return None
+
+
 _RULES = {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "neg": _neg,
-          "powi": _powi, "select": _select, "transpose": _transpose}
+          "powi": _powi, "select": _select, "transpose": _transpose,
+          "dot": _dot}

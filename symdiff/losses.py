@@ -89,3 +89,5 @@ def softmax_cross_entropy(logits, target):
 
 
 LOSSES = {"mse": mse, "mae": mae, "huber": huber, "logistic": logistic}
+#: the losses Model.objective accepts by name (softmax_cross_entropy needs vector outputs)
+MODEL_LOSSES = {**LOSSES, "softmax_cross_entropy": softmax_cross_entropy}

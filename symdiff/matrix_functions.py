@@ -36,6 +36,8 @@ def function_name(f) -> str | None:
             return type(body).__name__
         if isinstance(body, sp.exp) and body.args == (d,):
             return "exp"
+        if isinstance(body, sp.Heaviside) and body.args == (d, 0):
+            return "step"
     if isinstance(f, sp.FunctionClass):
         return f.__name__
     return None

@@ -44,6 +44,8 @@ def _as_expr(e, what="loss"):
         e = sp.Float(e) if isinstance(e, float) else sp.Integer(e)
     if isinstance(e, sp.MatrixExpr) and e.shape == (1, 1) and what in ("loss", "expression"):
         return e  # a 1x1 matrix formula such as r.T*r is a scalar loss
+    if isinstance(e, sp.MatrixExpr) and what == "model output" and e.shape[1] == 1:
+        return e  # a vector of k outputs per sample
     if isinstance(e, (sp.MatrixBase,)) or getattr(e, "is_Matrix", False):
         raise FormulaError(f"the {what} must be a scalar expression, got a matrix of shape {e.shape}")
     if not isinstance(e, sp.Expr):
@@ -132,13 +134,17 @@ def grad(expr, wrt) -> list:
     reverse sweep over the shared expression DAG, then tidied for reading.
     """
     expr = _as_expr(expr, "expression")
-    if isinstance(wrt, (sp.Symbol, str)):
+    if isinstance(wrt, (sp.Symbol, sp.MatrixSymbol, str)):
         wrt = [wrt]
     wrt = _symbols(wrt, expr, "wrt")
     others = tuple(sorted((s for s in _free_symbols(expr) if s.name not in {w.name for w in wrt}),
                           key=lambda s: s.name))
     d = _Derived([expr], wrt, others, gradient_of=0)
     symbols = {s.name: s for s in list(wrt) + list(others)}
+    if any(isinstance(s, sp.MatrixSymbol) for s in symbols.values()):
+        from .to_matrix import MatrixPrinter
+        printer = MatrixPrinter(d.graph, symbols)
+        return [printer(n) for n in d.grad_nodes]
     return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
 
 
@@ -173,7 +179,7 @@ class Objective:
     @_guard_depth
     def __init__(self, loss, params, data=None):
         self.loss = _as_expr(loss)
-        if isinstance(params, (sp.Symbol, str)):
+        if isinstance(params, (sp.Symbol, sp.MatrixSymbol, str)):
             params = [params]
         self.params = _symbols(list(params), self.loss, "params")
         if not self.params:
@@ -182,7 +188,7 @@ class Objective:
         if data is None:
             data = sorted((s for s in _free_symbols(self.loss) if s.name not in pnames),
                           key=lambda s: s.name)
-        elif isinstance(data, (sp.Symbol, str)):
+        elif isinstance(data, (sp.Symbol, sp.MatrixSymbol, str)):
             data = [data]
         self.data = _symbols(list(data), self.loss, "data")
         clash = pnames & {d.name for d in self.data}
@@ -333,6 +339,20 @@ class Model:
             raise FormulaError(f"the model uses {unknown}, which are neither params nor inputs")
         self._program = None
         self._kernels = {}
+        self._array = array_objective.is_array(self)
+
+    @property
+    def param_shapes(self) -> dict:
+        """{param: shape}: ``(rows, cols)`` for a matrix parameter, ``()`` for a scalar."""
+        return array_objective.param_shapes(self)
+
+    def pack(self, values) -> np.ndarray:
+        """The flat theta: {param: value} in params order, each raveled C-order."""
+        return array_objective.pack(self, values)
+
+    def unpack(self, flat) -> dict:
+        """{param: array of its shape} from a flat theta (inverse of :meth:`pack`)."""
+        return array_objective.unpack(self, flat)
 
     @_guard_depth
     def program(self) -> Program:
@@ -344,9 +364,10 @@ class Model:
 
     def objective(self, target, loss="mse", **kwargs) -> Objective:
         """The objective fitting this model to data column ``target`` with a named loss."""
-        from .losses import LOSSES
+        from .losses import MODEL_LOSSES as LOSSES
         if isinstance(target, str):
-            target = sp.Symbol(target, real=True)
+            target = sp.MatrixSymbol(target, *self.output.shape) \
+                if isinstance(self.output, sp.MatrixExpr) else sp.Symbol(target, real=True)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
         return Objective(LOSSES[loss](self.output, target, **kwargs), self.params,
@@ -358,6 +379,11 @@ class Model:
 
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
+        if k is None and self._array:
+            from .errors import UnsupportedError
+            raise UnsupportedError("native predictors of matrix models are not built yet; "
+                                   "symdiff.evaluate(model.program(), theta, data)[0] gives the "
+                                   "(n, k, 1) predictions in NumPy")
         if k is None:
             k = codegen.compile_model(self.program(), dtype=dtype, threads=threads, cache=cache)
             self._kernels[key] = k

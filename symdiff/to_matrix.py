@@ -48,6 +48,11 @@ class MatrixPrinter:
             del self.memo[node]
         return result
 
+    def memo_or_build(self, i):
+        if i not in self.memo:
+            self.memo[i] = self(i)
+        return self.memo[i]
+
     def _needed(self, node, expand_self):
         g, seen, stack = self.g, set(), [node]
         while stack:
@@ -103,6 +108,13 @@ class MatrixPrinter:
 
     def _elementwise(self, i, op, vals, arrays, shape):
         g = self.g
+        if op == "select" and g.ops[g.args[i][0]] == "gt" and g.is_const(g.args[i][2], 0.0) \
+                and g.is_const(g.args[g.args[i][0]][1], 0.0):  # select(z > 0, a, 0) = a o step(z)
+            z = self.memo_or_build(g.args[g.args[i][0]][0])
+            step = MF.elementwise(sp.Lambda(_STEP_VAR, sp.Heaviside(_STEP_VAR, 0)), z) \
+                if MF.is_matrix(z) else sp.Heaviside(z, 0)
+            a = vals[1]
+            return HadamardProduct(a, step) if MF.is_matrix(a) else sp.MatMul(a, step).doit(deep=False)
         if op == "max" and arrays.count(True) == 1 and any(v == 0 for v in vals):
             return MF.relu(vals[arrays.index(True)])
         lift = [v if is_arr else _filled(v, *shape) for v, is_arr in zip(vals, arrays)]
@@ -130,6 +142,9 @@ class MatrixPrinter:
             scalar_vals = [d if k == pos else v for k, v in enumerate(vals)]
             return MF.Elementwise(sp.Lambda(d, PRIMITIVES[op].to_sympy(*scalar_vals)), vals[pos])
         return MF.ElementwiseOp(op, *lift)
+
+
+_STEP_VAR = sp.Dummy("d", real=True)
 
 
 def _filled(s, r, c):

@@ -161,11 +161,14 @@ def _data_columns(objective, data, what="data"):
                             f"{', '.join(s.name for s in symbols)}; got shape {table.shape}")
         raw = [(symbol.name, table[:, j]) for j, symbol in enumerate(symbols)]
     columns = []
+    shapes = {s.name: tuple(int(d) for d in s.shape) for s in symbols if hasattr(s, "shape")}
     for name, values in raw:
         values = np.asarray(values)
         if values.dtype.kind not in "biuf":
             raise DataTypeError(f"{what} column {name!r} has dtype {values.dtype}; need real numbers")
-        if values.ndim != 1:
+        if name in shapes:  # a matrix symbol: (n, r, c) or (n, r*c), kept as (n, r*c)
+            values = _matrix_column(what, name, values, shapes[name])
+        elif values.ndim != 1:
             raise DataError(f"{what} column {name!r} must be 1-D, got shape {values.shape}")
         values = np.ascontiguousarray(values, dtype=np.float64)
         if not np.isfinite(values).all():
@@ -182,11 +185,26 @@ def _data_columns(objective, data, what="data"):
     return columns
 
 
+def _matrix_column(what, name, values, shape):
+    r, c = shape
+    if not ((values.ndim == 3 and values.shape[1:] == shape) or
+            (values.ndim == 2 and values.shape[1] == r * c)):
+        raise DataError(f"{what} {name!r} has per-sample shape {shape}: expected an array of "
+                        f"shape (n, {r}, {c}) or (n, {r * c}), got {values.shape}")
+    return values.reshape(len(values), r * c)
+
+
 def _as_mapping(objective, columns):
     return {symbol: column for symbol, column in zip(objective.data, columns)}
 
 
 def _initial_params(objective, init, rng):
+    if getattr(objective, "_array", False):
+        from .array_objective import init_from
+        theta = init_from(objective, init, rng)
+        if not np.isfinite(theta).all():
+            raise DataError("init gives a parameter a non-finite value")
+        return theta
     names = [p.name for p in objective.params]
     size = len(names)
     theta = 0.01 * rng.standard_normal(size)
@@ -234,6 +252,16 @@ class _BatchSlot:
         self.rows = np.zeros((size, width))
         self.columns = np.zeros((width, size))
         self.bound = kernel.bind(_as_mapping(objective, list(self.columns)))
+
+
+class _MatrixBatchSlot:
+    """Buffers for batches of one size when data symbols are matrices: one C-contiguous
+    ``(size, k)`` block per symbol (``(size,)`` for a scalar), bound to the kernel once."""
+
+    def __init__(self, kernel, objective, size, shapes):
+        self.size = size
+        self.blocks = [np.zeros((size,) + tuple(s)) for s in shapes]
+        self.bound = kernel.bind(_as_mapping(objective, self.blocks))
 
 
 class _Permutations:
@@ -306,17 +334,22 @@ class _Batches:
     def __init__(self, kernel, objective, columns, batch_size, shuffle_rng=None):
         shuffle = shuffle_rng is not None
         self.n, width = len(columns[0]), len(columns)
+        self.matrices = any(c.ndim > 1 for c in columns)
+        if self.matrices:  # (n, k) blocks: gathered block by block into (size, k) buffers
+            width = None
         self.batch_size = batch_size
         self.columns = columns
         self.permutations = _Permutations(self.n, shuffle_rng) if shuffle else None
         self.order = None
-        self.table = np.empty((self.n, width)) if shuffle else None
-        if shuffle:
+        self.table = np.empty((self.n, width)) if shuffle and width else None
+        if self.table is not None:
             for j, column in enumerate(columns):
                 self.table[:, j] = column
-        self.full = _BatchSlot(kernel, objective, batch_size, width)
+        slot = _BatchSlot if width else _MatrixBatchSlot
+        shape = width or [c.shape[1:] for c in columns]
+        self.full = slot(kernel, objective, batch_size, shape)
         tail = self.n % batch_size
-        self.tail = _BatchSlot(kernel, objective, tail, width) if tail else None
+        self.tail = slot(kernel, objective, tail, shape) if tail else None
 
     def start_epoch(self, more_to_come):
         """Draw this epoch's order (shuffled batches only); prepare the next one if ``more_to_come``."""
@@ -332,7 +365,13 @@ class _Batches:
         for start in range(0, n, size):
             stop = min(start + size, n)
             slot = self.full if stop - start == size else self.tail
-            if table is not None:
+            if self.matrices:
+                for column, buffer in zip(self.columns, slot.blocks):
+                    if order is not None:
+                        np.take(column, order[start:stop], axis=0, out=buffer, mode="clip")
+                    else:
+                        np.copyto(buffer, column[start:stop])
+            elif table is not None:
                 np.take(table, order[start:stop], axis=0, out=slot.rows, mode="clip")
                 np.copyto(slot.columns, slot.rows.T)
             else:

@@ -170,7 +170,8 @@ s = sp.Symbol("s", real=True)
 x3, t3 = M("x", 3, 1), M("t", 3, 1)
 CASES = {
     "linear_regression": (lambda: ((A * x3 - t3).T * (A * x3 - t3)), [A], [x3, t3]),
-    "trace": (lambda: sp.Trace(A * B * C + A.T) + s * sp.Trace(A * x3 * x3.T), [A, B, C, s], [x3]),
+    "trace": (lambda: sp.Trace(A * B * C + A.T) + s * sp.Trace(A * x3 * x3.T) + sp.Trace(A ** 3),
+              [A, B, C, s], [x3]),
     "hadamard": (lambda: MF.sum(HadamardProduct(A * x3, u) + hadamard_power(A * x3 - t3, 3)),
                  [A, u], [x3, t3]),
     "element_and_scalar": (lambda: A[0, 1] * s ** 2 + sp.sin(A[2, 2]) * MF.dot(A * x3, u),
@@ -269,3 +270,24 @@ def test_compile_says_what_is_missing_or_matches_evaluate():
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-12)
     loss32, grad32 = obj.compile(dtype=np.float32)(theta, {x: X, y: Y})
     np.testing.assert_allclose(grad32, ref_grad, rtol=2e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_compiled_kernel_matches_evaluate(name):
+    make, params, data = CASES[name]
+    obj = sd.Objective(make(), params=params, data=data)
+    theta = rng.normal(size=sum(int(np.prod(getattr(p, "shape", ()))) for p in params))
+    arrays = {d: rng.normal(size=(40,) + tuple(getattr(d, "shape", ()))) for d in data}
+    ref_loss, ref_grad = _mean_outputs(obj, theta, arrays)
+    loss, grad = obj.compile()(theta, arrays)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-13)
+    loss32, grad32 = obj.compile(dtype=np.float32)(theta, arrays)
+    np.testing.assert_allclose(loss32, ref_loss, rtol=1e-4)
+    np.testing.assert_allclose(grad32, ref_grad, rtol=1e-3, atol=1e-4 * np.abs(ref_grad).max())
+
+
+def test_sd_grad_of_matrix_formulas():
+    assert sd.grad((A * x3).T * (A * x3), A) == [2 * A * x3 * x3.T]
+    dA, ds = sd.grad(sd.sum(A) * s + sp.Trace(A * A), [A, s])
+    assert ds == sd.sum(A) and dA.shape == (3, 3)
