@@ -171,9 +171,10 @@ class _ArrayCompiled(_Compiled):
 class ArrayKernel(_ArrayCompiled):
     """Compiled mean loss and gradient of an array objective over a batch."""
 
-    def __init__(self, **common):
+    def __init__(self, *, cache=True, **common):
         super().__init__(**common)
         plan = self.plan
+        self._cache, self._loss = cache, None
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._free = []  # workspaces not in use (list.pop/append are atomic)
         self._constants = self._constant_parts()
@@ -265,10 +266,26 @@ class ArrayKernel(_ArrayCompiled):
         return total.item(0), total[1:]
 
     def value(self, theta, data=None) -> float:
-        return self(theta, data)[0]
+        """The mean loss alone (a loss-only kernel, compiled on first use: no backward pass)."""
+        return self._loss_kernel()(theta, data)[0]
+
+    def _loss_kernel(self):
+        if self._loss is None:
+            if len(self.plan.program.outputs) == 1:
+                self._loss = self
+            else:
+                from . import compile_array_objective
+                self._loss = compile_array_objective(
+                    self.plan.program.select([0]), dtype=self.dtype, threads=self.threads,
+                    cache=self._cache, keys=self.keys)
+        return self._loss
 
     def bind(self, data) -> "BoundArrayKernel":
-        """Validate ``data`` once; the returned callable takes only theta."""
+        """Validate ``data`` once; the returned callable takes only theta.
+
+        Arrays already of the kernel's dtype and C-contiguous are read in place at every
+        call (so a buffer refilled between calls is seen); others are converted once, here.
+        """
         cols, n = self._columns(data)
         return BoundArrayKernel(self, cols, n)
 
@@ -337,7 +354,8 @@ class BoundArrayKernel:
 
     def __init__(self, kernel, cols, n):
         self.kernel, self._cols, self.n = kernel, cols, n
-        self._ptrs = _pointer_table(cols)  # holds the table; _cols keeps the arrays alive
+        self._ptrs = _pointer_table(cols)
+        self._loss_bound = None  # holds the table; _cols keeps the arrays alive
 
     def __call__(self, theta):
         k = self.kernel
@@ -347,7 +365,11 @@ class BoundArrayKernel:
         return total.item(0), total[1:]
 
     def value(self, theta) -> float:
-        return self(theta)[0]
+        """The mean loss alone (see :meth:`ArrayKernel.value`)."""
+        if self._loss_bound is None:
+            loss = self.kernel._loss_kernel()
+            self._loss_bound = self if loss is self.kernel else BoundArrayKernel(loss, self._cols, self.n)
+        return self._loss_bound(theta)[0] if self._loss_bound is not self else self(theta)[0]
 
 
 class ArrayModelKernel(_ArrayCompiled):

@@ -241,6 +241,8 @@ def test_bound_kernel_matches_and_disk_cache_relinks(tmp_path, monkeypatch):
     a, b = k(theta, data), k2.bind(data)(theta)
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[1], b[1])
+    ref_loss, _ = _reference(p, theta, data)
+    np.testing.assert_allclose([k.value(theta, data), k2.bind(data).value(theta)], ref_loss, rtol=1e-5)
 
 
 def test_repeated_calls_see_data_changed_in_place():
