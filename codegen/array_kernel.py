@@ -26,15 +26,18 @@ from symdiff.errors import DataError, DataTypeError
 
 from . import blas
 from .kernel import _Compiled, _executor, available_cores
+from .lower_array import FLUSH_ACC, FRESH_ACC, ZERO_SUMS
 
 _PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                         ctypes.c_void_p, ctypes.c_void_p)
+                         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+_MAP_TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                             ctypes.c_void_p, ctypes.c_void_p)
 
 
 #: batches with fewer flops than this per thread run on one thread (hand-off costs ~30 us)
 MIN_FLOPS_PER_THREAD = 4e6
-#: GEMM-accumulated gradients are added into the double sums every this many tiles
+#: GEMM-accumulated (``T``) gradients are added into the double sums every this many tiles
 FLUSH_TILES = 8
 
 
@@ -178,8 +181,6 @@ class ArrayKernel(_ArrayCompiled):
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._free = []  # workspaces not in use (list.pop/append are atomic)
         self._constants = self._constant_parts()
-        self._accs = [(off, plan.size(plan.program.outputs[k]), plan.out_offsets[k])
-                      for k, off in plan.acc.items()]
 
     def _constant_parts(self):
         """(flat offset, size, hoist offset or None, value, sign) of each sample-invariant part."""
@@ -202,7 +203,7 @@ class ArrayKernel(_ArrayCompiled):
         try:
             return self._free.pop()
         except IndexError:
-            return _Workspace(self.plan, self.slots, self.dtype, self._accs)
+            return _Workspace(self.plan, self.slots, self.dtype)
 
     def _run(self, theta, cols, n, ptrs=None):
         """Sums over the batch, in slots: slot s runs tiles s, s + S, s + 2S, ... in order,
@@ -217,26 +218,23 @@ class ArrayKernel(_ArrayCompiled):
         per_slot = -(-n // (S * P.tile_rows))
         n_tiles = S * per_slot
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
-        ws.sums.fill(0.0)
         tile, h_addr = self._tile, ws.hoist_addr
 
         def slot(s):
-            for z in ws.acc_views[s]:
-                z.fill(0)
             s_addr, row = ws.scratch_addrs[s], ws.sums_addrs[s]
-            for j, k in enumerate(range(s, n_tiles, S)):
-                if bounds[k] < bounds[k + 1]:
-                    tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr)
-                if (j + 1) % FLUSH_TILES == 0:  # float32 sums stay short: flush to double
-                    for z, out in zip(ws.acc_views[s], ws.acc_outs[s]):
-                        out += z
-                        z.fill(0)
-            for z, out in zip(ws.acc_views[s], ws.acc_outs[s]):
-                out += z
+            mine = [k for k in range(s, n_tiles, S) if bounds[k] < bounds[k + 1]]
+            if not mine:
+                ws.sums[s].fill(0.0)
+            last = len(mine) - 1
+            for j, k in enumerate(mine):
+                flags = (ZERO_SUMS if j == 0 else 0) | (FRESH_ACC if j % FLUSH_TILES == 0 else 0) \
+                    | (FLUSH_ACC if j == last or (j + 1) % FLUSH_TILES == 0 else 0)
+                tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr, flags)
 
         parallel = self.threads > 1 and S > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
         with self._blas_threads:
-            self._prepare(theta.ctypes.data, h_addr)
+            ws.theta[:theta.shape[0]] = theta
+            self._prepare(ws.theta_addr, h_addr)
             if not parallel:
                 for s in range(S):
                     slot(s)
@@ -338,15 +336,15 @@ def _pointer_table(cols):
 class _Workspace:
     """The buffers of one call: hoisted values, one scratch area and one row of sums per slot."""
 
-    def __init__(self, plan, slots, dtype, accs):
+    def __init__(self, plan, slots, dtype):
+        self.theta = np.zeros(max(1, sum(plan.size(p) for p in plan.program.params)))
+        self.theta_addr = self.theta.ctypes.data
         self.hoist = np.zeros(max(1, plan.hoist_size), dtype=dtype)
         self.hoist_addr = self.hoist.ctypes.data
         self.sums = np.zeros((slots, plan.n_flat), dtype=np.float64)
         self.sums_addrs = [self.sums[s].ctypes.data for s in range(slots)]
         self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(slots)]
         self.scratch_addrs = [a.ctypes.data for a in self.scratch]
-        self.acc_views = [[a[off:off + size] for off, size, _ in accs] for a in self.scratch]
-        self.acc_outs = [[self.sums[s, out:out + size] for _, size, out in accs] for s in range(slots)]
 
 
 class BoundArrayKernel:
@@ -378,7 +376,7 @@ class ArrayModelKernel(_ArrayCompiled):
 
     def __init__(self, **common):
         super().__init__(**common)
-        self._map = _TILE(self._library.addresses["symdiff_map_tile"])
+        self._map = _MAP_TILE(self._library.addresses["symdiff_map_tile"])
         out = self.plan.program.outputs[0]
         shape = self.plan.shape(out) if isinstance(out, str) else ()
         self.output_shape = () if not shape else (shape[0],) if shape[1] == 1 else shape
