@@ -13,13 +13,15 @@ Float32, full batch, mean softmax cross-entropy loss and its gradient, tanh hidd
   goal < 1 s and flat within 2x.
 
 symdiff's GEMMs are NumPy's OpenBLAS, so its speed is that library's kernels': the
-header prints which ones OpenBLAS chose for this CPU. (On a virtualized AMD EPYC with
-AVX-512 it picks its Haswell kernels; ``OPENBLAS_CORETYPE=SkylakeX`` in the
-environment, set before Python starts, selects the AVX-512 ones for every OpenBLAS
-user in the process, NumPy included.)
+header prints which ones OpenBLAS uses and ``OPENBLAS_CORETYPE``, which overrides its
+choice (set before Python starts, it applies to every OpenBLAS user in the process,
+NumPy included). On AVX-512 machines ``SkylakeX`` kernels are about 1.6x faster than
+``Haswell`` ones.
 
 Peers in the same run: NumPy written by hand, PyTorch (eager autograd), jax.jit of
-``value_and_grad``; a peer that is not installed is reported as absent. Every
+``value_and_grad``; a peer that is not installed is reported as absent. NumPy and the
+GEMM floor also run with OpenBLAS on one thread (its own thread pool suffers most when
+the cores are shared); the one-thread floor divided by the cores is the ideal split. Every
 gradient is checked against the NumPy one before timing. Contenders are timed
 round-robin (one call each per round) and the table gives medians.
 
@@ -47,6 +49,7 @@ sys.path[:0] = [str(HERE.parent)]
 import numpy as np
 
 import codegen
+from codegen import blas
 
 
 def mlp_program(nin, nh, nout):
@@ -86,7 +89,7 @@ def numpy_by_hand(theta, X, Y, dims):
 
 def gemm_floor(theta, X, Y, dims):
     """The five matrix products of the gradient, nothing else (NumPy's OpenBLAS, all cores)."""
-    W1, b1, W2, b2 = unpack(theta, *dims)
+    W1, _, W2, _ = unpack(theta, *dims)
     H = X @ W1.T
     Z = H @ W2.T
     D1 = Z @ W2
@@ -185,6 +188,16 @@ def run_mlp(dims, n, repeats, rng):
             raise SystemExit(f"{name}: gradient disagrees with NumPy by hand (max abs diff "
                              f"{np.abs(grad - ref_grad).max():.3g})")
     contenders["GEMM floor (numpy)"] = lambda t: gemm_floor(t.astype(np.float32), X, Y, dims)
+    one = blas.single_threaded()
+
+    def one_thread(fn):
+        def call(t):
+            with one:
+                return fn(t.astype(np.float32), X, Y, dims)
+        return call
+
+    contenders["GEMM floor, BLAS 1 thread"] = one_thread(gemm_floor)
+    contenders["numpy, BLAS 1 thread"] = one_thread(numpy_by_hand)
     for call in contenders.values():  # warm-up
         call(theta)
     medians = time_round_robin(contenders, theta, repeats)
@@ -210,7 +223,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     repeats = 7 if args.quick else args.repeats
     rng = np.random.default_rng(0)
-    from codegen import blas
     binding = blas.bind()
     print(f"BLAS: {binding.source} ({os.path.basename(binding.library)}, kernels "
           f"{binding.corename or '?'}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); "
@@ -220,13 +232,15 @@ def main(argv=None):
         sd_t = medians["symdiff"]
         print(f"MLP {'-'.join(map(str, dims))}, {n} samples ({source} data), "
               f"{flops / 1e9:.2f} GFLOP per call; symdiff compile {compile_s:.2f} s")
-        print(f"  {'contender':<20} {'median ms':>10} {'vs symdiff':>11}")
+        print(f"  {'contender':<28} {'median ms':>10} {'vs symdiff':>11}")
         for name, t in sorted(medians.items(), key=lambda kv: kv[1]):
-            print(f"  {name:<20} {t * 1e3:>10.3f} {t / sd_t:>10.2f}x")
+            print(f"  {name:<28} {t * 1e3:>10.3f} {t / sd_t:>10.2f}x")
         floor = medians["GEMM floor (numpy)"]
-        print(f"  symdiff / GEMM floor = {sd_t / floor:.2f}; "
-              + "; ".join(f"{k} / symdiff = {medians[k] / sd_t:.2f}" for k in medians
-                          if k not in ("symdiff", "GEMM floor (numpy)")))
+        split = medians["GEMM floor, BLAS 1 thread"] / codegen.available_cores()
+        print(f"  symdiff / GEMM floor = {sd_t / floor:.2f}; symdiff / (1-thread floor / cores) = "
+              f"{sd_t / split:.2f}; symdiff {flops / sd_t / 1e9:.0f} GFLOP/s")
+        print("  " + "; ".join(f"{k} / symdiff = {medians[k] / sd_t:.2f}" for k in medians
+                               if k in ("pytorch", "jax.jit", "numpy by hand")))
         for note in notes:
             print(f"  {note}")
         print()

@@ -169,7 +169,7 @@ def compile_array_objective(program, *, dtype=np.float64, threads=None, cache=Tr
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
     return ArrayKernel(plan=ArrayPlan(program, lanes), params=program.params, data=program.data,
                        dtype=dtype, threads=threads, library=library, lanes=lanes, llvm_ir=llvm_ir,
-                       optimized_ir=opt_ir, compile_times=times, keys=keys)
+                       optimized_ir=opt_ir, compile_times=times, keys=keys, cache=cache)
 
 
 def compile_array_model(program, *, dtype=np.float64, threads=None, cache=True, keys=None):

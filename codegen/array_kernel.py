@@ -18,6 +18,7 @@ import ctypes
 import itertools
 import math
 import operator
+import threading
 
 import numpy as np
 
@@ -25,14 +26,19 @@ from symdiff.errors import DataError, DataTypeError
 
 from . import blas
 from .kernel import _Compiled, _executor, available_cores
+from .lower_array import FLUSH_ACC, FRESH_ACC, ZERO_SUMS
 
 _PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                         ctypes.c_void_p, ctypes.c_void_p)
+                         ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+_MAP_TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                             ctypes.c_void_p, ctypes.c_void_p)
 
 
 #: batches with fewer flops than this per thread run on one thread (hand-off costs ~30 us)
 MIN_FLOPS_PER_THREAD = 4e6
+#: GEMM-accumulated (``T``) gradients are added into the double sums every this many tiles
+FLUSH_TILES = 8
 
 
 def _name(key) -> str:
@@ -93,7 +99,7 @@ class _ArrayCompiled(_Compiled):
             raise DataTypeError(f"data must be a mapping {{symbol or name: array}} with "
                                 f"{', '.join(self.data)}; got {type(data).__name__}")
         given = {}
-        for key in data.keys():
+        for key in data:
             name = _name(key)
             if name in given and name in self.data:
                 raise DataError(f"data {name!r} is given twice (by name and by symbol)")
@@ -168,14 +174,13 @@ class _ArrayCompiled(_Compiled):
 class ArrayKernel(_ArrayCompiled):
     """Compiled mean loss and gradient of an array objective over a batch."""
 
-    def __init__(self, **common):
+    def __init__(self, *, cache=True, **common):
         super().__init__(**common)
         plan = self.plan
+        self._cache, self._loss = cache, None
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._free = []  # workspaces not in use (list.pop/append are atomic)
         self._constants = self._constant_parts()
-        self._accs = [(off, plan.size(plan.program.outputs[k]), plan.out_offsets[k])
-                      for k, off in plan.acc.items()]
 
     def _constant_parts(self):
         """(flat offset, size, hoist offset or None, value, sign) of each sample-invariant part."""
@@ -198,7 +203,7 @@ class ArrayKernel(_ArrayCompiled):
         try:
             return self._free.pop()
         except IndexError:
-            return _Workspace(self.plan, self.slots, self.dtype, self._accs)
+            return _Workspace(self.plan, self.slots, self.dtype)
 
     def _run(self, theta, cols, n, ptrs=None):
         """Sums over the batch, in slots: slot s runs tiles s, s + S, s + 2S, ... in order,
@@ -213,38 +218,28 @@ class ArrayKernel(_ArrayCompiled):
         per_slot = -(-n // (S * P.tile_rows))
         n_tiles = S * per_slot
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
-        ws.sums.fill(0.0)
         tile, h_addr = self._tile, ws.hoist_addr
 
         def slot(s):
-            for z in ws.acc_views[s]:
-                z.fill(0)
             s_addr, row = ws.scratch_addrs[s], ws.sums_addrs[s]
-            for k in range(s, n_tiles, S):
-                if bounds[k] < bounds[k + 1]:
-                    tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr)
-            for z, out in zip(ws.acc_views[s], ws.acc_outs[s]):
-                out += z
+            mine = [k for k in range(s, n_tiles, S) if bounds[k] < bounds[k + 1]]
+            if not mine:
+                ws.sums[s].fill(0.0)
+            last = len(mine) - 1
+            for j, k in enumerate(mine):
+                flags = (ZERO_SUMS if j == 0 else 0) | (FRESH_ACC if j % FLUSH_TILES == 0 else 0) \
+                    | (FLUSH_ACC if j == last or (j + 1) % FLUSH_TILES == 0 else 0)
+                tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr, flags)
 
         parallel = self.threads > 1 and S > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
         with self._blas_threads:
-            self._prepare(theta.ctypes.data, h_addr)
+            ws.theta[:theta.shape[0]] = theta
+            self._prepare(ws.theta_addr, h_addr)
             if not parallel:
                 for s in range(S):
                     slot(s)
             else:
-                counter = itertools.count()
-
-                def work():
-                    for s in iter(counter.__next__, None):
-                        if s >= S:
-                            return
-                        slot(s)
-
-                futures = [_executor().submit(work) for _ in range(min(self.threads, S) - 1)]
-                work()
-                for f in futures:
-                    f.result()
+                _share(slot, S, min(self.threads, S))
         sums = ws.sums
         total = sums[0] + sums[1] if S == 2 else sums.sum(axis=0) if S > 1 else sums[0].copy()
         for off, size, h, value, sign in self._constants:
@@ -269,16 +264,68 @@ class ArrayKernel(_ArrayCompiled):
         return total.item(0), total[1:]
 
     def value(self, theta, data=None) -> float:
-        return self(theta, data)[0]
+        """The mean loss alone (a loss-only kernel, compiled on first use: no backward pass)."""
+        return self._loss_kernel()(theta, data)[0]
+
+    def _loss_kernel(self):
+        if self._loss is None:
+            if len(self.plan.program.outputs) == 1:
+                self._loss = self
+            else:
+                from . import compile_array_objective
+                self._loss = compile_array_objective(
+                    self.plan.program.select([0]), dtype=self.dtype, threads=self.threads,
+                    cache=self._cache, keys=self.keys)
+        return self._loss
 
     def bind(self, data) -> "BoundArrayKernel":
-        """Validate ``data`` once; the returned callable takes only theta."""
+        """Validate ``data`` once; the returned callable takes only theta.
+
+        Arrays already of the kernel's dtype and C-contiguous are read in place at every
+        call (so a buffer refilled between calls is seen); others are converted once, here.
+        """
         cols, n = self._columns(data)
         return BoundArrayKernel(self, cols, n)
 
     def __repr__(self):
         return (f"<symdiff ArrayKernel params={len(self.params)} ({self.n_theta} values) "
                 f"data={len(self.data)} dtype={self.dtype} threads={self.threads}>")
+
+
+def _share(job, count, threads):
+    """Run ``job(0) .. job(count - 1)`` on up to ``threads`` threads, each taking the next
+    index as it finishes one. Returns when every job is done, without waiting for helper
+    threads that never got a core in time (on a loaded machine a hand-off can take
+    milliseconds; the calling thread then simply runs the jobs itself)."""
+    if threads <= 1 or count <= 1:
+        for k in range(count):
+            job(k)
+        return
+    counter = itertools.count()
+    lock = threading.Lock()
+    finished = threading.Event()
+    remaining = [count]
+    errors = []
+
+    def work():
+        for k in iter(counter.__next__, None):
+            if k >= count:
+                return
+            try:
+                job(k)
+            except BaseException as exc:  # reported by the calling thread
+                errors.append(exc)
+            with lock:
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    finished.set()
+
+    for _ in range(threads - 1):
+        _executor().submit(work)
+    work()
+    finished.wait()
+    if errors:
+        raise errors[0]
 
 
 def _pointer_table(cols):
@@ -289,15 +336,15 @@ def _pointer_table(cols):
 class _Workspace:
     """The buffers of one call: hoisted values, one scratch area and one row of sums per slot."""
 
-    def __init__(self, plan, slots, dtype, accs):
+    def __init__(self, plan, slots, dtype):
+        self.theta = np.zeros(max(1, sum(plan.size(p) for p in plan.program.params)))
+        self.theta_addr = self.theta.ctypes.data
         self.hoist = np.zeros(max(1, plan.hoist_size), dtype=dtype)
         self.hoist_addr = self.hoist.ctypes.data
         self.sums = np.zeros((slots, plan.n_flat), dtype=np.float64)
         self.sums_addrs = [self.sums[s].ctypes.data for s in range(slots)]
         self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(slots)]
         self.scratch_addrs = [a.ctypes.data for a in self.scratch]
-        self.acc_views = [[a[off:off + size] for off, size, _ in accs] for a in self.scratch]
-        self.acc_outs = [[self.sums[s, out:out + size] for _, size, out in accs] for s in range(slots)]
 
 
 class BoundArrayKernel:
@@ -305,7 +352,8 @@ class BoundArrayKernel:
 
     def __init__(self, kernel, cols, n):
         self.kernel, self._cols, self.n = kernel, cols, n
-        self._ptrs = _pointer_table(cols)  # holds the table; _cols keeps the arrays alive
+        self._ptrs = _pointer_table(cols)
+        self._loss_bound = None  # holds the table; _cols keeps the arrays alive
 
     def __call__(self, theta):
         k = self.kernel
@@ -315,7 +363,11 @@ class BoundArrayKernel:
         return total.item(0), total[1:]
 
     def value(self, theta) -> float:
-        return self(theta)[0]
+        """The mean loss alone (see :meth:`ArrayKernel.value`)."""
+        if self._loss_bound is None:
+            loss = self.kernel._loss_kernel()
+            self._loss_bound = self if loss is self.kernel else BoundArrayKernel(loss, self._cols, self.n)
+        return self._loss_bound(theta)[0] if self._loss_bound is not self else self(theta)[0]
 
 
 class ArrayModelKernel(_ArrayCompiled):
@@ -324,7 +376,7 @@ class ArrayModelKernel(_ArrayCompiled):
 
     def __init__(self, **common):
         super().__init__(**common)
-        self._map = _TILE(self._library.addresses["symdiff_map_tile"])
+        self._map = _MAP_TILE(self._library.addresses["symdiff_map_tile"])
         out = self.plan.program.outputs[0]
         shape = self.plan.shape(out) if isinstance(out, str) else ()
         self.output_shape = () if not shape else (shape[0],) if shape[1] == 1 else shape
@@ -332,7 +384,7 @@ class ArrayModelKernel(_ArrayCompiled):
 
     def __call__(self, theta, data=None):
         P = self.plan
-        cols, n, ptrs = self._prepared(data)
+        _, n, ptrs = self._prepared(data)
         t = self._theta(theta)
         name = P.program.outputs[0]
         size = P.size(name) if isinstance(name, str) else 1
@@ -353,26 +405,17 @@ class ArrayModelKernel(_ArrayCompiled):
         n_tiles = -(-n // P.tile_rows)
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
         h_addr, o_addr = hoist.ctypes.data, out.ctypes.data
-        counter = itertools.count()
 
-        def work():
+        def tile(k):
             try:
                 scratch = self._free.pop()
             except IndexError:
                 scratch = np.zeros(max(1, P.scratch_size), dtype=self.dtype)
-            s_addr = scratch.ctypes.data
-            for k in iter(counter.__next__, None):
-                if k >= n_tiles:
-                    break
-                self._map(h_addr, p_addr, bounds[k], bounds[k + 1], o_addr, s_addr)
+            self._map(h_addr, p_addr, bounds[k], bounds[k + 1], o_addr, scratch.ctypes.data)
             self._free.append(scratch)
 
         parallel = self.threads > 1 and n_tiles > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
-        futures = [_executor().submit(work) for _ in range(min(self.threads, n_tiles) - 1)] \
-            if parallel else []
-        work()
-        for f in futures:
-            f.result()
+        _share(tile, n_tiles, min(self.threads, n_tiles) if parallel else 1)
 
     def __repr__(self):
         return (f"<symdiff ArrayModelKernel params={len(self.params)} ({self.n_theta} values) "

@@ -69,12 +69,14 @@ def declare_gemm(module: ir.Module, single: bool) -> ir.Function:
 
 def emit_gemm(b: ir.IRBuilder, module: ir.Module, single: bool, ta: bool, tb: bool,
               m, n, k, alpha: float, a, lda, bmat, ldb, beta: float, c, ldc):
-    """Emit ``C = alpha*op(A) @ op(B) + beta*C`` (row-major); sizes are i64 values or ints."""
+    """Emit ``C = alpha*op(A) @ op(B) + beta*C`` (row-major); sizes are i64 values or ints,
+    ``alpha``/``beta`` numbers or ``T`` values."""
     T = F32 if single else F64
-    as64 = lambda v: ir.Constant(I64, v) if isinstance(v, int) else v
+    as64 = lambda v: v if isinstance(v, ir.Value) else ir.Constant(I64, int(v))
+    real = lambda v: v if isinstance(v, ir.Value) else ir.Constant(T, float(v))
     args = [ir.Constant(I32, ROW_MAJOR), ir.Constant(I32, TRANS if ta else NO_TRANS),
             ir.Constant(I32, TRANS if tb else NO_TRANS), as64(m), as64(n), as64(k),
-            ir.Constant(T, alpha), a, as64(lda), bmat, as64(ldb), ir.Constant(T, beta), c, as64(ldc)]
+            real(alpha), a, as64(lda), bmat, as64(ldb), real(beta), c, as64(ldc)]
     return b.call(declare_gemm(module, single), args)
 
 

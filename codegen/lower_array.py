@@ -18,13 +18,14 @@ Two functions are emitted:
   that does not depend on data (parameters converted to ``T``, their products,
   transposes, ...) into the ``hoist`` buffer — the same emitters run on a "batch" of
   one sample;
-* ``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch)``
-  adds to ``sums`` the sum over samples ``start..end`` of every varying output (flat:
-  loss, then each gradient raveled C-order), except the parts computed by GEMM, which
-  it accumulates in ``T`` into ``scratch`` at ``plan.acc`` (``Delta.T @ X`` with
-  ``beta = 1``). ``scratch`` also holds the tile's buffers. The caller zeroes the sums
-  and accumulators, converts the accumulators, and adds the sample-invariant output
-  parts (``n * value``).
+* ``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch,
+  i64 flags)`` adds to ``sums`` the sum over samples ``start..end`` of every varying
+  output (flat: loss, then each gradient raveled C-order), except the parts computed
+  by GEMM, which it accumulates in ``T`` into ``scratch`` at ``plan.acc``
+  (``Delta.T @ X``); ``flags`` say whether to zero the sums first, to start the
+  accumulators afresh, and to add them into the sums at the end (so ``T`` sums stay
+  short). ``scratch`` also holds the tile's buffers. The caller adds the
+  sample-invariant output parts (``n * value``).
 
 The layout (:class:`ArrayPlan`) is plain Python, so a kernel loaded from the disk
 cache knows its buffer sizes without lowering again.
@@ -313,11 +314,11 @@ class _Emitter(_FunctionEmitter):
 
     # -- small helpers ----------------------------------------------------------------
     def at(self, ptr, idx, ty=None):
-        idx = ir.Constant(I64, idx) if isinstance(idx, int) else idx
+        idx = idx if isinstance(idx, ir.Value) else ir.Constant(I64, int(idx))
         return self.b.gep(ptr, [idx], source_etype=ty or self.T)
 
     def i64(self, v):
-        return ir.Constant(I64, v) if isinstance(v, int) else v
+        return v if isinstance(v, ir.Value) else ir.Constant(I64, int(v))
 
     def loop(self, lo, hi, body, step=1, name="i"):
         """for i in range(lo, hi, step): body(i) — ``body`` uses ``self.b``."""
@@ -339,9 +340,15 @@ class _Emitter(_FunctionEmitter):
         b.position_at_end(done)
 
     def slot(self, ty):
-        """An alloca in the entry block (allocas inside loops would grow the stack)."""
-        b = ir.IRBuilder(self.entry)
-        b.position_at_start(self.entry)
+        """An alloca in the entry block (allocas inside loops would grow the stack).
+
+        A second builder inserting into the block ``self.b`` is filling would shift
+        ``self.b``'s insertion point, so that case uses ``self.b`` itself."""
+        if self.b.block is self.entry:
+            b = self.b
+        else:
+            b = ir.IRBuilder(self.entry)
+            b.position_at_start(self.entry)
         p = b.alloca(ty)
         p.type = PTR
         return p
@@ -600,22 +607,31 @@ class _Prepare(_Emitter):
         b.ret_void()
 
 
+#: flag bits of ``symdiff_tile``: zero the sums first; GEMM accumulators start afresh
+#: (``beta = 0``); add the accumulators into the sums at the end
+ZERO_SUMS, FRESH_ACC, FLUSH_ACC = 1, 2, 4
+
+
 class _Tile(_Emitter):
-    """``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch)``."""
+    """``symdiff_tile(T* hoist, T** data, i64 start, i64 end, double* sums, T* scratch,
+    i64 flags)``; ``flags`` combines ``ZERO_SUMS``, ``FRESH_ACC``, ``FLUSH_ACC``."""
 
     NAME = "symdiff_tile"
+    ARGS = [PTR, PTR, I64, I64, PTR, PTR, I64]
 
     def __init__(self, module, plan, *, single, isa):
-        super().__init__(module, plan, self.NAME, [PTR, PTR, I64, I64, PTR, PTR],
-                         single=single, isa=isa)
+        super().__init__(module, plan, self.NAME, self.ARGS, single=single, isa=isa)
 
     def emit(self):
         b = self.b
-        hoist, data, start, end, sums, scratch = self.fn.args
+        hoist, data, start, end, sums, scratch, flags = self.fn.args
         rows = b.sub(end, start)
         self.forward(hoist, data, start, rows, scratch)
-        self.reduce(sums, rows, scratch)
+        self.reduce(sums, rows, scratch, flags)
         b.ret_void()
+
+    def flag(self, flags, bit):
+        return self.b.icmp_unsigned("!=", self.b.and_(flags, ir.Constant(I64, bit)), ir.Constant(I64, 0))
 
     def forward(self, hoist, data, start, rows, scratch):
         """Every live varying value of samples ``start .. start + rows``."""
@@ -641,19 +657,35 @@ class _Tile(_Emitter):
                 self.loc[name] = ("row", self.at(scratch, off), P.size(name))
         self.run(P.regions, rows, P.scratch_stored, P.scalar_bcast)
 
-    def reduce(self, sums, rows, scratch):
+    def reduce(self, sums, rows, scratch, flags):
         P, b = self.plan, self.b
+        with b.if_then(self.flag(flags, ZERO_SUMS)):
+            self.loop(0, P.n_flat, lambda i: b.store(ir.Constant(F64, 0.0), self.at(sums, i, F64)),
+                      name="zero")
+        fresh = b.select(self.flag(flags, FRESH_ACC), ir.Constant(self.T, 0.0), ir.Constant(self.T, 1.0))
         for k, terms in enumerate(P.terms):
             base = P.out_offsets[k]
+            beta = fresh
             for kind, name, sign in terms:
                 if kind == "gemm":
-                    x, y, tx, ty = P.defs[name].args
+                    x, y, _, _ = P.defs[name].args
                     p, q = P.size(x), P.size(y)
                     blas.emit_gemm(b, self.module, self.single, True, False, p, q, rows, sign,
-                                   self.loc[x][1], p, self.loc[y][1], q, 1.0,
+                                   self.loc[x][1], p, self.loc[y][1], q, beta,
                                    self.at(scratch, P.acc[k]), q)
+                    beta = 1.0
                 elif kind == "sum":
                     self.column_sum(name, sign, rows, self.at(sums, base, F64))
+        with b.if_then(self.flag(flags, FLUSH_ACC)):
+            for k, off in P.acc.items():
+                acc, base = self.at(scratch, off), P.out_offsets[k]
+
+                def add(i, acc=acc, base=base):
+                    v = b.load(self.at(acc, i), typ=self.T)
+                    ptr = self.at(sums, b.add(i, ir.Constant(I64, base)), F64)
+                    b.store(b.fadd(b.load(ptr, typ=F64), b.fpext(v, F64) if self.single else v), ptr)
+
+                self.loop(0, P.size(P.program.outputs[k]), add, name="flush")
 
     def column_sum(self, name, sign, rows, out):
         """out[j] += sign * sum over rows of name[row, j], in double."""
@@ -681,6 +713,7 @@ class _MapTile(_Tile):
     output 0 of samples ``start .. end`` into rows ``start .. end`` of ``out``."""
 
     NAME = "symdiff_map_tile"
+    ARGS = [PTR, PTR, I64, I64, PTR, PTR]
 
     def emit(self):
         P, b = self.plan, self.b

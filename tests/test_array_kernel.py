@@ -241,6 +241,8 @@ def test_bound_kernel_matches_and_disk_cache_relinks(tmp_path, monkeypatch):
     a, b = k(theta, data), k2.bind(data)(theta)
     assert a[0] == b[0]
     np.testing.assert_array_equal(a[1], b[1])
+    ref_loss, _ = _reference(p, theta, data)
+    np.testing.assert_allclose([k.value(theta, data), k2.bind(data).value(theta)], ref_loss, rtol=1e-5)
 
 
 def test_repeated_calls_see_data_changed_in_place():
@@ -253,6 +255,7 @@ def test_repeated_calls_see_data_changed_in_place():
         second = k(theta, data)
         ref_loss, ref_grad = _reference(p, theta, data)
         assert first[0] != second[0]
+        np.testing.assert_allclose(second[0], ref_loss, rtol=2e-4)
         np.testing.assert_allclose(second[1], ref_grad, rtol=2e-4, atol=2e-4 * np.abs(ref_grad).max())
 
 
@@ -322,3 +325,111 @@ def test_array_kernel_without_blas_uses_plain_loops(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "loop"
+
+
+def test_float32_gradient_accurate_on_a_long_batch():
+    """Many tiles per slot: GEMM sums are flushed to double, so float32 stays close to float64."""
+    p = _mlp_softmax(5, 4, 3)
+    theta, data = _theta(p), _data(p, 40_000)
+    data = {k: v.astype(np.float32) for k, v in data.items()}
+    ref = codegen.compile_objective(p, dtype=np.float64, cache=False)(theta, data)
+    got = codegen.compile_objective(p, dtype=np.float32, cache=False)(theta, data)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4, atol=1e-5 * np.abs(ref[1]).max())
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-5)
+
+
+def _random_program(seed):
+    """A random composition of the array ops over a shared matrix, a data vector and scalars."""
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    W, c = g.symbol("W", (4, 3)), g.symbol("c")
+    x, u = g.symbol("x", (3, 1)), g.symbol("u")
+    pool = {(4, 1): [g.dot(W, x)], (3, 1): [x, g.dot(W, g.dot(W, x), True, False)],
+            (): [c, u, g.mul(c, u)]}
+    for _ in range(8):
+        shape = [(4, 1), (3, 1), ()][rng.integers(3)]
+        a = pool[shape][rng.integers(len(pool[shape]))]
+        s = pool[()][rng.integers(len(pool[()]))]
+        choice = rng.integers(7)
+        if choice == 0:
+            v = g.node(["tanh", "sin", "sigmoid"][rng.integers(3)], a)
+        elif choice == 1:
+            v = g.mul(a, s) if shape else g.add(a, s)
+        elif choice == 2 and shape:
+            v = g.sub(a, g.node("broadcast", g.node("sum", a), *shape))
+        elif choice == 3 and shape:
+            v = g.node("index", a, int(rng.integers(shape[0])), 0)
+            shape = ()
+        elif choice == 4 and shape == (4, 1):
+            v = g.dot(W, a, True, False)
+            shape = (3, 1)
+        elif choice == 5 and shape:
+            v = g.node("transpose", g.node("transpose", g.node("exp", g.mul(a, g.const(0.3)))))
+        else:
+            v = g.mul(a, a)
+        pool[shape].append(v)
+    loss = g.const(0.0)
+    for shape, vals in pool.items():
+        for v in vals[-3:]:
+            loss = g.add(loss, g.node("sum", v) if shape else v)
+    grads = reverse_gradient(g, loss, [W, c])
+    return linearize(g, [loss] + grads, ["loss", "dW", "dc"], ["W", "c"], ["x", "u"])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_array_programs_match_reference(seed):
+    p = _random_program(seed)
+    _check(p, n=3 if seed % 2 else 1100)
+
+
+def _random_matrix_program(seed):
+    """Per-sample data matrices, transposes, comparisons and selects, relu, stable shifts."""
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    W, c = g.symbol("W", (2, 3)), g.symbol("c")
+    A, u = g.symbol("A", (3, 2)), g.symbol("u")
+    pool = {(3, 2): [A, g.node("transpose", W)], (2, 3): [W, g.node("transpose", A)],
+            (2, 2): [g.dot(W, A)], (3, 3): [g.dot(A, W)], (): [c, u]}
+    for _ in range(10):
+        shape = list(pool)[rng.integers(len(pool))]
+        a = pool[shape][rng.integers(len(pool[shape]))]
+        s = pool[()][rng.integers(len(pool[()]))]
+        k = rng.integers(8)
+        if not shape:
+            v = g.node(["tanh", "sin"][rng.integers(2)], g.mul(a, s))
+            pool[()].append(v)
+            continue
+        if k == 0:
+            v = g.node("max", a, g.const(0.0))
+        elif k == 1:
+            v = g.node("select", g.node("gt", a, s), a, g.mul(a, s))
+        elif k == 2:
+            m = g.node("detach", g.node("amax", a))
+            v = g.node("exp", g.sub(a, g.node("broadcast", m, *shape)))
+        elif k == 3:
+            v = g.node("transpose", g.node("tanh", a))
+            shape = shape[::-1]
+        elif k == 4 and shape[1] in (2, 3):
+            other = [x for sh, xs in pool.items() if sh and sh[0] == shape[1] for x in xs]
+            o = other[rng.integers(len(other))]
+            v = g.dot(a, o)
+            shape = (shape[0], g.shape(o)[1])
+        elif k == 5:
+            v = g.node("index", a, int(rng.integers(shape[0])), int(rng.integers(shape[1])))
+            shape = ()
+        elif k == 6:
+            v = g.mul(g.node("sigmoid", a), s)
+        else:
+            v = g.mul(a, a)
+        pool.setdefault(shape, []).append(v)
+    loss = g.const(0.0)
+    for shape, vals in pool.items():
+        for v in vals[-2:]:
+            loss = g.add(loss, g.node("sum", v) if shape else v)
+    grads = reverse_gradient(g, loss, [W, c])
+    return linearize(g, [loss] + grads, ["loss", "dW", "dc"], ["W", "c"], ["A", "u"])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_matrix_programs_match_reference(seed):
+    _check(_random_matrix_program(seed), n=[1, 7, 1030][seed % 3])
