@@ -289,14 +289,11 @@ class _FunctionEmitter:
                 if extra:
                     outs[k] = name
                     constant_part[k] = extra
+        self.env, self.looped, self.outs, self.varying_out = env, looped, outs, varying_out
 
-        # buffers and accumulators live in allocas; SROA turns them into registers
         bufs = [_alloca(b, self.VT, f"tailbuf{j}") for j in range(len(P.data))]
         outbuf = _alloca(b, self.VT, "tailout")
-        acc = {k: _alloca(b, self.VT, f"acc{k}") for k in varying_out} if reduce else {}
-        dacc = {k: _alloca(b, self.DVT, f"dacc{k}") for k in varying_out} if reduce else {}
-        for k in varying_out if reduce else ():
-            b.store(ir.Constant(self.DVT, None), dacc[k])
+        self.setup_accumulators(b)
         count = b.sub(end, start)
         vend = b.add(start, b.mul(b.udiv(count, ir.Constant(I64, lanes)), ir.Constant(I64, lanes)))
         rem = b.sub(end, vend)
@@ -309,11 +306,12 @@ class _FunctionEmitter:
         inner = fn.append_basic_block("inner")
         flush = fn.append_basic_block("flush")
         exit_ = fn.append_basic_block("exit")
+        ready = b.block
         b.branch(outer)
 
         b.position_at_end(outer)
         bstart = b.phi(I64, "b")
-        bstart.add_incoming(start, entry)
+        bstart.add_incoming(start, ready)
         b.cbranch(b.icmp_signed("<", bstart, vend), main_setup, tail_check)
 
         b.position_at_end(main_setup)
@@ -346,26 +344,15 @@ class _FunctionEmitter:
         is_tail.add_incoming(ir.Constant(I1, 1), tail_setup)
         bases = [b.select(is_tail, bufs[j], colptr[j]) for j in range(len(P.data))]
         out_base = b.select(is_tail, outbuf, out) if not reduce else None
-        for k in acc:
-            b.store(ir.Constant(self.VT, None), acc[k])
+        self.reset_accumulators(b)
         b.branch(inner)
 
         b.position_at_end(inner)
         i = b.phi(I64, "i")
         i.add_incoming(lo, run)
-        lenv = dict(env)
-        for j, name in enumerate(P.data):
-            p = b.gep(bases[j], [i], source_etype=self.T)
-            lenv[name] = b.load(p, typ=self.VT, align=4 if self.single else 8)
-        self.compute(b, lenv, looped, vector=True)
-        if reduce:
-            for k in varying_out:
-                b.store(b.fadd(b.load(acc[k], typ=self.VT), lenv[outs[k]], flags=FASTMATH), acc[k])
-        else:
-            v = self.operand(b, lenv, outs[0], vector=True)
-            b.store(v, b.gep(out_base, [i], source_etype=self.T), align=4 if self.single else 8)
+        self.iteration(b, bases, i, out_base)
         inext = b.add(i, ir.Constant(I64, lanes))
-        i.add_incoming(inext, inner)
+        i.add_incoming(inext, b.block)
         b.cbranch(b.icmp_signed("<", inext, hi), inner, flush)
 
         b.position_at_end(flush)
@@ -377,11 +364,7 @@ class _FunctionEmitter:
                 mask = b.or_(lane_ok, self.splat(b, b.not_(is_tail)))
             else:
                 mask = ir.Constant(I1, 1)
-            for k in varying_out:
-                a = b.select(mask, b.load(acc[k], typ=self.VT), ir.Constant(self.VT, None))
-                if self.single:
-                    a = b.fpext(a, self.DVT)
-                b.store(b.fadd(b.load(dacc[k], typ=self.DVT), a), dacc[k])
+            self.flush_accumulators(b, mask)
         if not reduce:
             copy_tail = fn.append_basic_block("copy_tail")
             after = fn.append_basic_block("after_flush")
@@ -398,30 +381,80 @@ class _FunctionEmitter:
                 b.position_at_end(nxt)
             b.branch(exit_)
             b.position_at_end(after)
-        else:
-            after = flush
-        bstart.add_incoming(hi, after)
+        bstart.add_incoming(hi, b.block)
         b.cbranch(is_tail, exit_, outer)
 
         b.position_at_end(exit_)
         if reduce:
-            n = b.uitofp(count, F64)
-            for k, o in enumerate(outs):
-                if k in dacc:
-                    vec = b.load(dacc[k], typ=self.DVT)
-                    total = self.horizontal_sum(b, vec)
-                    for term, sign in constant_part.get(k, ()):
-                        v = self.operand(b, env, term, vector=False)
-                        v = b.fpext(v, F64) if self.single else v
-                        total = b.fadd(total, b.fmul(ir.Constant(F64, sign), b.fmul(v, n)))
-                elif isinstance(o, str):
-                    v = env[o]
-                    total = b.fmul(b.fpext(v, F64) if self.single else v, n)
-                else:
-                    total = b.fmul(ir.Constant(F64, float(o)), n)
-                total = b.fmul(total, scale)
-                b.store(total, b.gep(out, [ir.Constant(I64, k)], source_etype=F64))
+            self.finish(b, b.uitofp(count, F64), constant_part)
+        self.release(b)
         b.ret_void()
+
+    # -- accumulators: one register-promoted alloca per output ---------------------
+    def setup_accumulators(self, b):
+        """Create the per-output accumulators (in the entry block)."""
+        reduce = self.mode == "reduce"
+        self.acc = {k: _alloca(b, self.VT, f"acc{k}") for k in self.varying_out} if reduce else {}
+        self.dacc = {k: _alloca(b, self.DVT, f"dacc{k}") for k in self.varying_out} if reduce else {}
+        for k in self.dacc:
+            b.store(ir.Constant(self.DVT, None), self.dacc[k])
+
+    def reset_accumulators(self, b):
+        """Zero the per-block accumulators (before each block of iterations)."""
+        for k in self.acc:
+            b.store(ir.Constant(self.VT, None), self.acc[k])
+
+    def iteration(self, b, bases, i, out_base):
+        """One vector of samples at index ``i``: compute the body, accumulate or store."""
+        P = self.program
+        lenv = dict(self.env)
+        for j, name in enumerate(P.data):
+            p = b.gep(bases[j], [i], source_etype=self.T)
+            lenv[name] = b.load(p, typ=self.VT, align=4 if self.single else 8)
+        self.compute(b, lenv, self.looped, vector=True)
+        if self.mode == "reduce":
+            for k in self.varying_out:
+                acc = self.acc[k]
+                b.store(b.fadd(b.load(acc, typ=self.VT), lenv[self.outs[k]], flags=FASTMATH), acc)
+        else:
+            v = self.operand(b, lenv, self.outs[0], vector=True)
+            b.store(v, b.gep(out_base, [i], source_etype=self.T), align=4 if self.single else 8)
+
+    def flush_accumulators(self, b, mask):
+        """Add a block's accumulators, lanes past the data masked out, into the float64 sums."""
+        for k in self.varying_out:
+            a = b.select(mask, b.load(self.acc[k], typ=self.VT), ir.Constant(self.VT, None))
+            if self.single:
+                a = b.fpext(a, self.DVT)
+            b.store(b.fadd(b.load(self.dacc[k], typ=self.DVT), a), self.dacc[k])
+
+    def finish(self, b, n, constant_part):
+        """Write ``scale`` times each output's total over the samples into ``sums``."""
+        out, scale = self.fn.args[4], self.fn.args[5]
+        for k, o in enumerate(self.outs):
+            if k in self.dacc:
+                total = self.horizontal_sum(b, b.load(self.dacc[k], typ=self.DVT))
+                total = self.add_constant_part(b, total, n, constant_part.get(k, ()))
+            else:
+                total = self.sample_invariant_total(b, o, n)
+            total = b.fmul(total, scale)
+            b.store(total, b.gep(out, [ir.Constant(I64, k)], source_etype=F64))
+
+    def add_constant_part(self, b, total, n, terms):
+        for term, sign in terms:
+            v = self.operand(b, self.env, term, vector=False)
+            v = b.fpext(v, F64) if self.single else v
+            total = b.fadd(total, b.fmul(ir.Constant(F64, sign), b.fmul(v, n)))
+        return total
+
+    def sample_invariant_total(self, b, o, n):
+        if isinstance(o, str):
+            v = self.env[o]
+            return b.fmul(b.fpext(v, F64) if self.single else v, n)
+        return b.fmul(ir.Constant(F64, float(o)), n)
+
+    def release(self, b):
+        """Free what the function allocated (nothing here: allocas go with the frame)."""
 
     def horizontal_sum(self, b, vec):
         """Sum of lanes in a fixed pairwise order (deterministic, no reassociation flags)."""
