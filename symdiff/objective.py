@@ -16,6 +16,7 @@ import time
 import numpy as np
 import sympy as sp
 
+from .display import latex_summary, pretty_summary, readable
 from .errors import FormulaError
 from .from_sympy import to_graph
 from .graph import Graph
@@ -131,7 +132,21 @@ def grad(expr, wrt) -> list:
                           key=lambda s: s.name))
     d = _Derived([expr], wrt, others, gradient_of=0)
     symbols = {s.name: s for s in list(wrt) + list(others)}
-    return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
+    return _readable_gradient(d, symbols)
+
+
+def _readable_gradient(d, symbols) -> list:
+    """The gradient entries as SymPy expressions, tidied while they are small enough to read.
+
+    Past the sizes of :func:`symdiff.display.readable` they are built unevaluated,
+    as the reverse sweep made them: exact (equal to ``sympy.diff``), sharing every common
+    subexpression, and built in time linear in the DAG; SymPy's automatic canonical
+    ordering of their terms alone takes seconds on a mid-size network.
+    """
+    if readable(d.graph, d.grad_nodes):
+        return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
+    with sp.evaluate(False):
+        return to_sympy(d.graph, d.grad_nodes, symbols)
 
 
 def _tidy(e):
@@ -203,8 +218,7 @@ class Objective:
     def gradient(self) -> list:
         """The per-sample gradient in ``params`` order, as readable SymPy expressions."""
         if self._gradient is None:
-            d = self._derive()
-            self._gradient = [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, self._symbol_map)]
+            self._gradient = _readable_gradient(self._derive(), self._symbol_map)
         return list(self._gradient)
 
     @_guard_depth
@@ -219,8 +233,15 @@ class Objective:
             d.times["linearize"] = time.perf_counter() - t0
         return self._program
 
+    def _readable(self) -> bool:
+        d = self._derive()
+        return readable(d.graph, [d.nodes[0]] + d.grad_nodes)
+
     def latex(self) -> str:
-        """The loss and its gradient as a LaTeX ``aligned`` block."""
+        """The loss and its gradient as a LaTeX ``aligned`` block (past a readable size, the
+        counts and the first lines of :meth:`program` instead)."""
+        if not self._readable():
+            return latex_summary(self)
         lines = [r"L &= " + sp.latex(self.loss)]
         for p, g in zip(self.params, self.gradient()):
             lines.append(r"\frac{\partial L}{\partial %s} &= %s" % (sp.latex(p), sp.latex(g)))
@@ -230,7 +251,10 @@ class Objective:
         return "$$" + self.latex() + "$$"
 
     def pretty(self) -> str:
-        """The loss and its gradient as SymPy's pretty (Unicode) text."""
+        """The loss and its gradient as SymPy's pretty (Unicode) text (past a readable size,
+        the counts and the first lines of :meth:`program` instead)."""
+        if not self._readable():
+            return pretty_summary(self)
         parts = ["loss =", sp.pretty(self.loss)]
         for p, g in zip(self.params, self.gradient()):
             parts += [f"dloss/d{p.name} =", sp.pretty(g)]
