@@ -264,7 +264,7 @@ class _FunctionEmitter:
     # -- the loop ---------------------------------------------------------------
     def emit(self):
         P, fn, lanes = self.program, self.fn, self.lanes
-        theta, cols, start, end, out, scale = fn.args
+        theta, cols, start, end, out, _ = fn.args
         entry = fn.append_basic_block("entry")
         b = ir.IRBuilder(entry)
         env = {}

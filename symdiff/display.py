@@ -92,19 +92,20 @@ def latex_summary(objective) -> str:
     """A LaTeX ``aligned`` block: the loss if readable, counts, and the program's first lines."""
     program, loss_ops, grad_ops = _summary(objective)
     symbols = objective._symbol_map
-    lines = [r"L &= " + (sp.latex(objective.loss) if loss_ops <= ENTRY_MAX_OPS
-                         else r"\text{a formula of %s operations}" % f"{loss_ops:,}")]
-    lines.append(r"&\text{%s}" % _counts(objective, program, grad_ops))
+    loss = (sp.latex(objective.loss) if loss_ops <= ENTRY_MAX_OPS
+            else rf"\text{{a formula of {loss_ops:,} operations}}")
+    lines = [rf"L &= {loss}", rf"&\text{{{_counts(objective, program, grad_ops)}}}"]
     for ins in program.body[:SHOWN_INSTRUCTIONS]:
-        lines.append(r"%s &= %s" % (sp.latex(_label(ins.target)),
-                                    sp.latex(_instruction_expr(ins, symbols))))
-    if len(program.body) > SHOWN_INSTRUCTIONS:
-        lines.append(r"&\ldots \text{ (%s more instructions)}" % f"{len(program.body) - SHOWN_INSTRUCTIONS:,}")
-    lines.append(r"L &= %s" % _latex_arg(program.outputs[0], symbols))
+        lines.append(f"{sp.latex(_label(ins.target))} &= {sp.latex(_instruction_expr(ins, symbols))}")
+    more = len(program.body) - SHOWN_INSTRUCTIONS
+    if more > 0:
+        lines.append(rf"&\ldots \text{{ ({more:,} more instructions)}}")
+    lines.append(f"L &= {_latex_arg(program.outputs[0], symbols)}")
     for p, out in list(zip(objective.params, program.outputs[1:]))[:SHOWN_ENTRIES]:
-        lines.append(r"\frac{\partial L}{\partial %s} &= %s" % (sp.latex(p), _latex_arg(out, symbols)))
-    if len(objective.params) > SHOWN_ENTRIES:
-        lines.append(r"&\ldots \text{ (%s more gradient entries)}" % f"{len(objective.params) - SHOWN_ENTRIES:,}")
+        lines.append(rf"\frac{{\partial L}}{{\partial {sp.latex(p)}}} &= {_latex_arg(out, symbols)}")
+    more = len(objective.params) - SHOWN_ENTRIES
+    if more > 0:
+        lines.append(rf"&\ldots \text{{ ({more:,} more gradient entries)}}")
     return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
 
 

@@ -10,8 +10,8 @@ import pytest
 import sympy as sp
 
 import codegen
-import codegen.lower as lower
 import symdiff as sd
+from codegen import lower
 from symdiff.evaluate import evaluate
 
 x, z, y = sp.symbols("x z y", real=True)
