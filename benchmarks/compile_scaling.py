@@ -7,7 +7,8 @@ a squared-error objective, compiles it from scratch (no memory or disk cache, LL
 this process) and prints the time of every stage: the SymPy formula, ``to_graph``,
 ``differentiate`` (reverse mode), ``linearize`` (the IR), ``lower_to_llvm``, LLVM parse
 and verify, ``llvm_optimize``, ``machine_code`` and ``load``, then ``total`` (formula to
-callable kernel). The last row is the fitted exponent k of ``time ~ params**k`` per
+callable kernel, wall clock) and ``total cpu`` (this process's CPU time: on a shared
+machine, the figure other processes disturb least). The last row is the fitted exponent k of ``time ~ params**k`` per
 stage (least squares on log-log over the sizes whose stage time is above 5 ms); issue 12
 asks k <= 1.2 for the total.
 """
@@ -31,22 +32,23 @@ import sympy as sp  # noqa: E402
 import symdiff as sd  # noqa: E402
 
 STAGES = ["formula", "to_graph", "differentiate", "linearize", "lower_to_llvm",
-          "llvm_parse_verify", "llvm_optimize", "machine_code", "load", "total"]
+          "llvm_parse_verify", "llvm_optimize", "machine_code", "load", "total", "total cpu"]
 
 
 def measure(inputs: int, width: int, dtype) -> tuple[int, int, dict]:
     """(params, IR instructions, seconds per stage) for one from-scratch compile."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     x = sd.vector("x", inputs)
     y = sp.Symbol("y", real=True)
     out, params = sd.mlp(x, (width, width))
     obj = sd.Objective((out - y) ** 2, params, list(x) + [y])
     t1 = time.perf_counter()
     kernel = obj.compile(dtype=dtype, threads=1, cache=False)
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     times = {k: v for k, v in kernel.compile_times.items() if isinstance(v, float)}
     times["formula"] = t1 - t0
     times["total"] = total
+    times["total cpu"] = cpu
     rng = np.random.default_rng(0)
     theta = rng.normal(scale=0.3, size=len(params))
     data = {s: rng.normal(size=64) for s in list(x) + [y]}

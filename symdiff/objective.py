@@ -12,6 +12,7 @@ back in the user's own symbols so ``expr.subs(w, 1.0)`` works as expected.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import numpy as np
 import sympy as sp
@@ -93,8 +94,7 @@ def _symbols(items, expr, what):
             out.append(by_name.get(it, sp.Symbol(it, real=True)))
         else:
             raise FormulaError(f"{what} must be SymPy symbols or names, got {it!r}")
-    names = [s.name for s in out]
-    dup = {n for n in names if names.count(n) > 1}
+    dup = {n for n, k in Counter(s.name for s in out).items() if k > 1}
     if dup:
         raise FormulaError(f"{what} lists {sorted(dup)} more than once")
     return tuple(out)
