@@ -57,8 +57,25 @@ def _node_args(graph, i):
 def readable(graph, nodes) -> bool:
     """Whether the formulas of ``nodes`` are small enough to print and tidy: each at most
     ``ENTRY_MAX_OPS`` operations, all together at most ``DISPLAY_MAX_OPS``."""
-    sizes = tree_sizes(graph, nodes)
+    return _small(tree_sizes(graph, nodes))
+
+
+def _small(sizes) -> bool:
     return max(sizes, default=0) <= ENTRY_MAX_OPS and sum(sizes) <= DISPLAY_MAX_OPS
+
+
+def objective_sizes(objective) -> list:
+    """Tree sizes of an objective's loss and gradient entries, computed once per objective."""
+    d = objective._derive()
+    sizes = getattr(d, "tree_sizes", None)
+    if sizes is None:
+        sizes = d.tree_sizes = tree_sizes(d.graph, [d.nodes[0]] + d.grad_nodes)
+    return sizes
+
+
+def objective_readable(objective) -> bool:
+    """Whether :meth:`Objective.latex` and :meth:`Objective.pretty` show formulas."""
+    return _small(objective_sizes(objective))
 
 
 def _instruction_expr(ins, symbols: dict):
@@ -78,9 +95,8 @@ def _instruction_expr(ins, symbols: dict):
 
 def _summary(objective):
     """The facts a summary shows: counts, the loss's size, and the program's first lines."""
-    d = objective._derive()
     program = objective.program()
-    loss_ops, *grad_ops = tree_sizes(d.graph, [d.nodes[0]] + d.grad_nodes)
+    loss_ops, *grad_ops = objective_sizes(objective)
     return program, loss_ops, max(grad_ops, default=0)
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 import sympy as sp
 
-from .display import latex_summary, pretty_summary, readable
+from .display import latex_summary, objective_readable, pretty_summary, readable
 from .errors import FormulaError
 from .from_sympy import to_graph
 from .graph import Graph
@@ -233,14 +233,10 @@ class Objective:
             d.times["linearize"] = time.perf_counter() - t0
         return self._program
 
-    def _readable(self) -> bool:
-        d = self._derive()
-        return readable(d.graph, [d.nodes[0]] + d.grad_nodes)
-
     def latex(self) -> str:
         """The loss and its gradient as a LaTeX ``aligned`` block (past a readable size, the
         counts and the first lines of :meth:`program` instead)."""
-        if not self._readable():
+        if not objective_readable(self):
             return latex_summary(self)
         lines = [r"L &= " + sp.latex(self.loss)]
         for p, g in zip(self.params, self.gradient()):
@@ -253,7 +249,7 @@ class Objective:
     def pretty(self) -> str:
         """The loss and its gradient as SymPy's pretty (Unicode) text (past a readable size,
         the counts and the first lines of :meth:`program` instead)."""
-        if not self._readable():
+        if not objective_readable(self):
             return pretty_summary(self)
         parts = ["loss =", sp.pretty(self.loss)]
         for p, g in zip(self.params, self.gradient()):
