@@ -104,7 +104,7 @@ class _FunctionEmitter:
         return ir.VectorType(base, self.lanes) if vector and self.lanes > 1 else base
 
     def const(self, value, vector):
-        key = (float(value), vector)
+        key = (float(value).hex(), vector)  # hex tells -0.0 from 0.0
         c = self._consts.get(key)
         if c is None:
             c = ir.Constant(self.T, float(value))
