@@ -36,6 +36,9 @@ from . import vecmath
 
 FASTMATH = ("nsz", "arcp", "contract", "afn")
 BLOCK_ITERATIONS = 64
+#: bodies longer than this are split into functions of about SEGMENT_INSTRUCTIONS each
+SPLIT_ABOVE = 4000
+SEGMENT_INSTRUCTIONS = 1500
 
 I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -75,8 +78,9 @@ def lower_to_llvm(program, *, single: bool, lanes: int, isa: str, functions: dic
     """
     module = ir.Module(name="symdiff")
     for name, (mode, outputs) in functions.items():
-        _FunctionEmitter(module, program.select(list(outputs)), name, mode,
-                         single=single, lanes=lanes, isa=isa).emit()
+        selected = program.select(list(outputs))
+        emitter = _SplitFunctionEmitter if len(selected.body) > SPLIT_ABOVE else _FunctionEmitter
+        emitter(module, selected, name, mode, single=single, lanes=lanes, isa=isa).emit()
     return module
 
 
@@ -94,6 +98,7 @@ class _FunctionEmitter:
             self.fn.args[a].add_attribute("noalias")
         self.varying = program.varying()
         self._splats = {}
+        self._consts = {}
 
     # -- types and constants --------------------------------------------------
     def vtype(self, kind, vector):
@@ -101,9 +106,13 @@ class _FunctionEmitter:
         return ir.VectorType(base, self.lanes) if vector and self.lanes > 1 else base
 
     def const(self, value, vector):
-        c = ir.Constant(self.T, float(value))
-        if vector and self.lanes > 1:
-            return ir.Constant(self.VT, [c] * self.lanes)
+        key = (float(value).hex(), vector)  # hex tells -0.0 from 0.0
+        c = self._consts.get(key)
+        if c is None:
+            c = ir.Constant(self.T, float(value))
+            if vector and self.lanes > 1:
+                c = ir.Constant(self.VT, [c] * self.lanes)
+            self._consts[key] = c
         return c
 
     def splat(self, b, value, key=None):
@@ -111,10 +120,14 @@ class _FunctionEmitter:
             return value
         if key is not None and key in self._splats:
             return self._splats[key]
-        vty = ir.VectorType(value.type, self.lanes)
-        undef = ir.Constant(vty, ir.Undefined)
-        one = b.insert_element(undef, value, ir.Constant(I32, 0))
-        mask = ir.Constant(ir.VectorType(I32, self.lanes), [ir.Constant(I32, 0)] * self.lanes)
+        shapes = self._consts.get(("splat", str(value.type)))
+        if shapes is None:
+            vty = ir.VectorType(value.type, self.lanes)
+            shapes = (ir.Constant(vty, ir.Undefined), ir.Constant(I32, 0),
+                      ir.Constant(ir.VectorType(I32, self.lanes), [ir.Constant(I32, 0)] * self.lanes))
+            self._consts[("splat", str(value.type))] = shapes
+        undef, zero, mask = shapes
+        one = b.insert_element(undef, value, zero)
         out = b.shuffle_vector(one, undef, mask)
         if key is not None:
             self._splats[key] = out
@@ -253,7 +266,7 @@ class _FunctionEmitter:
     # -- the loop ---------------------------------------------------------------
     def emit(self):
         P, fn, lanes = self.program, self.fn, self.lanes
-        theta, cols, start, end, out, scale = fn.args
+        theta, cols, start, end, out, _ = fn.args
         entry = fn.append_basic_block("entry")
         b = ir.IRBuilder(entry)
         env = {}
@@ -291,17 +304,14 @@ class _FunctionEmitter:
                 if extra:
                     outs[k] = name
                     constant_part[k] = extra
+        self.env, self.looped, self.outs, self.varying_out = env, looped, outs, varying_out
 
-        # buffers and accumulators live in allocas; SROA turns them into registers
         bufs = [_alloca(b, self.VT, f"tailbuf{j}") for j in range(len(P.data))]
         n_map = 0 if reduce else len(outs)
         outbufs = [_alloca(b, self.VT, f"tailout{k}") for k in range(n_map)]
         outptr = [b.load(b.gep(out, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
                   for k in range(n_map)]
-        acc = {k: _alloca(b, self.VT, f"acc{k}") for k in varying_out} if reduce else {}
-        dacc = {k: _alloca(b, self.DVT, f"dacc{k}") for k in varying_out} if reduce else {}
-        for k in varying_out if reduce else ():
-            b.store(ir.Constant(self.DVT, None), dacc[k])
+        self.setup_accumulators(b)
         count = b.sub(end, start)
         vend = b.add(start, b.mul(b.udiv(count, ir.Constant(I64, lanes)), ir.Constant(I64, lanes)))
         rem = b.sub(end, vend)
@@ -314,11 +324,12 @@ class _FunctionEmitter:
         inner = fn.append_basic_block("inner")
         flush = fn.append_basic_block("flush")
         exit_ = fn.append_basic_block("exit")
+        ready = b.block
         b.branch(outer)
 
         b.position_at_end(outer)
         bstart = b.phi(I64, "b")
-        bstart.add_incoming(start, entry)
+        bstart.add_incoming(start, ready)
         b.cbranch(b.icmp_signed("<", bstart, vend), main_setup, tail_check)
 
         b.position_at_end(main_setup)
@@ -351,28 +362,15 @@ class _FunctionEmitter:
         is_tail.add_incoming(ir.Constant(I1, 1), tail_setup)
         bases = [b.select(is_tail, bufs[j], colptr[j]) for j in range(len(P.data))]
         out_bases = [b.select(is_tail, outbufs[k], outptr[k]) for k in range(n_map)]
-        for k in acc:
-            b.store(ir.Constant(self.VT, None), acc[k])
+        self.reset_accumulators(b)
         b.branch(inner)
 
         b.position_at_end(inner)
         i = b.phi(I64, "i")
         i.add_incoming(lo, run)
-        lenv = dict(env)
-        for j, name in enumerate(P.data):
-            p = b.gep(bases[j], [i], source_etype=self.T)
-            lenv[name] = b.load(p, typ=self.VT, align=4 if self.single else 8)
-        self.compute(b, lenv, looped, vector=True)
-        if reduce:
-            for k in varying_out:
-                b.store(b.fadd(b.load(acc[k], typ=self.VT), lenv[outs[k]], flags=FASTMATH), acc[k])
-        else:
-            for k in range(n_map):
-                v = self.operand(b, lenv, outs[k], vector=True)
-                b.store(v, b.gep(out_bases[k], [i], source_etype=self.T),
-                        align=4 if self.single else 8)
+        self.iteration(b, bases, i, out_bases)
         inext = b.add(i, ir.Constant(I64, lanes))
-        i.add_incoming(inext, inner)
+        i.add_incoming(inext, b.block)
         b.cbranch(b.icmp_signed("<", inext, hi), inner, flush)
 
         b.position_at_end(flush)
@@ -384,11 +382,7 @@ class _FunctionEmitter:
                 mask = b.or_(lane_ok, self.splat(b, b.not_(is_tail)))
             else:
                 mask = ir.Constant(I1, 1)
-            for k in varying_out:
-                a = b.select(mask, b.load(acc[k], typ=self.VT), ir.Constant(self.VT, None))
-                if self.single:
-                    a = b.fpext(a, self.DVT)
-                b.store(b.fadd(b.load(dacc[k], typ=self.DVT), a), dacc[k])
+            self.flush_accumulators(b, mask)
         if not reduce:
             copy_tail = fn.append_basic_block("copy_tail")
             after = fn.append_basic_block("after_flush")
@@ -408,30 +402,81 @@ class _FunctionEmitter:
                 b.position_at_end(nxt)
             b.branch(exit_)
             b.position_at_end(after)
-        else:
-            after = flush
-        bstart.add_incoming(hi, after)
+        bstart.add_incoming(hi, b.block)
         b.cbranch(is_tail, exit_, outer)
 
         b.position_at_end(exit_)
         if reduce:
-            n = b.uitofp(count, F64)
-            for k, o in enumerate(outs):
-                if k in dacc:
-                    vec = b.load(dacc[k], typ=self.DVT)
-                    total = self.horizontal_sum(b, vec)
-                    for term, sign in constant_part.get(k, ()):
-                        v = self.operand(b, env, term, vector=False)
-                        v = b.fpext(v, F64) if self.single else v
-                        total = b.fadd(total, b.fmul(ir.Constant(F64, sign), b.fmul(v, n)))
-                elif isinstance(o, str):
-                    v = env[o]
-                    total = b.fmul(b.fpext(v, F64) if self.single else v, n)
-                else:
-                    total = b.fmul(ir.Constant(F64, float(o)), n)
-                total = b.fmul(total, scale)
-                b.store(total, b.gep(out, [ir.Constant(I64, k)], source_etype=F64))
+            self.finish(b, b.uitofp(count, F64), constant_part)
+        self.release(b)
         b.ret_void()
+
+    # -- accumulators: one register-promoted alloca per output ---------------------
+    def setup_accumulators(self, b):
+        """Create the per-output accumulators (in the entry block)."""
+        reduce = self.mode == "reduce"
+        self.acc = {k: _alloca(b, self.VT, f"acc{k}") for k in self.varying_out} if reduce else {}
+        self.dacc = {k: _alloca(b, self.DVT, f"dacc{k}") for k in self.varying_out} if reduce else {}
+        for k in self.dacc:
+            b.store(ir.Constant(self.DVT, None), self.dacc[k])
+
+    def reset_accumulators(self, b):
+        """Zero the per-block accumulators (before each block of iterations)."""
+        for k in self.acc:
+            b.store(ir.Constant(self.VT, None), self.acc[k])
+
+    def iteration(self, b, bases, i, out_bases):
+        """One vector of samples at index ``i``: compute the body, accumulate or store."""
+        P = self.program
+        lenv = dict(self.env)
+        for j, name in enumerate(P.data):
+            p = b.gep(bases[j], [i], source_etype=self.T)
+            lenv[name] = b.load(p, typ=self.VT, align=4 if self.single else 8)
+        self.compute(b, lenv, self.looped, vector=True)
+        if self.mode == "reduce":
+            for k in self.varying_out:
+                acc = self.acc[k]
+                b.store(b.fadd(b.load(acc, typ=self.VT), lenv[self.outs[k]], flags=FASTMATH), acc)
+        else:
+            for k, base in enumerate(out_bases):
+                v = self.operand(b, lenv, self.outs[k], vector=True)
+                b.store(v, b.gep(base, [i], source_etype=self.T), align=4 if self.single else 8)
+
+    def flush_accumulators(self, b, mask):
+        """Add a block's accumulators, lanes past the data masked out, into the float64 sums."""
+        for k in self.varying_out:
+            a = b.select(mask, b.load(self.acc[k], typ=self.VT), ir.Constant(self.VT, None))
+            if self.single:
+                a = b.fpext(a, self.DVT)
+            b.store(b.fadd(b.load(self.dacc[k], typ=self.DVT), a), self.dacc[k])
+
+    def finish(self, b, n, constant_part):
+        """Write ``scale`` times each output's total over the samples into ``sums``."""
+        out, scale = self.fn.args[4], self.fn.args[5]
+        for k, o in enumerate(self.outs):
+            if k in self.dacc:
+                total = self.horizontal_sum(b, b.load(self.dacc[k], typ=self.DVT))
+                total = self.add_constant_part(b, total, n, constant_part.get(k, ()))
+            else:
+                total = self.sample_invariant_total(b, o, n)
+            total = b.fmul(total, scale)
+            b.store(total, b.gep(out, [ir.Constant(I64, k)], source_etype=F64))
+
+    def add_constant_part(self, b, total, n, terms):
+        for term, sign in terms:
+            v = self.operand(b, self.env, term, vector=False)
+            v = b.fpext(v, F64) if self.single else v
+            total = b.fadd(total, b.fmul(ir.Constant(F64, sign), b.fmul(v, n)))
+        return total
+
+    def sample_invariant_total(self, b, o, n):
+        if isinstance(o, str):
+            v = self.env[o]
+            return b.fmul(b.fpext(v, F64) if self.single else v, n)
+        return b.fmul(ir.Constant(F64, float(o)), n)
+
+    def release(self, b):
+        """Free what the function allocated (nothing here: allocas go with the frame)."""
 
     def horizontal_sum(self, b, vec):
         """Sum of lanes in a fixed pairwise order (deterministic, no reassociation flags)."""
@@ -442,3 +487,236 @@ class _FunctionEmitter:
             vals = [b.fadd(vals[k], vals[k + 1]) if k + 1 < len(vals) else vals[k]
                     for k in range(0, len(vals), 2)]
         return vals[0]
+
+
+class _SplitFunctionEmitter(_FunctionEmitter):
+    """The same loop, with a huge body cut into segment functions called in turn.
+
+    Why: LLVM's optimizer and back end grow faster than linearly in the size of one
+    basic block (a 20,000-instruction body took minutes), while a function of a bounded
+    size costs a bounded time, so compile time grows linearly with the program. Each
+    iteration (one vector of samples) calls ``<name>.seg0``, ``<name>.seg1``, ... with
+    the same index; a value one segment computes and a later one uses goes through a
+    scratch buffer (one vector per value, so it stays in cache), and the accumulators
+    live in memory, flushed and summed by loops rather than by code per output. The
+    buffer is one ``malloc`` per call; if it fails, every result is NaN.
+    """
+
+    def setup_accumulators(self, b):
+        P, reduce = self.program, self.mode == "reduce"
+        params = {name: k for k, name in enumerate(P.params)}
+        segments = [self.looped[s:s + SEGMENT_INSTRUCTIONS]
+                    for s in range(0, len(self.looped), SEGMENT_INSTRUCTIONS)]
+        defined_in = {ins.target: s for s, seg in enumerate(segments) for ins in seg}
+        spilled, scalars = {}, {}
+        outputs = self.varying_out if reduce else list(range(len(self.outs)))
+        owner = {}  # output index -> the segment that accumulates or stores it
+        for k in outputs:
+            o = self.outs[k]
+            owner[k] = defined_in.get(o, 0) if isinstance(o, str) else 0
+        uses = [[a for ins in seg for a in ins.args if isinstance(a, str)] for seg in segments]
+        for k, s in owner.items():
+            if isinstance(self.outs[k], str):
+                uses[s].append(self.outs[k])
+        for s, names in enumerate(uses):
+            for a in names:
+                if a in defined_in:
+                    if defined_in[a] < s:
+                        spilled.setdefault(a, len(spilled))
+                elif a not in self.varying and a not in params:
+                    scalars.setdefault(a, len(scalars))
+        vbytes = self.lanes * (4 if self.single else 8)
+        dbytes = self.lanes * 8
+        nacc = len(self.varying_out) if reduce else 0
+        self.nacc = nacc
+        self.acc_at = nacc * dbytes
+        self.spill_at = self.acc_at + nacc * vbytes
+        self.scalar_at = self.spill_at + len(spilled) * vbytes
+        total = max(64, self.scalar_at + len(scalars) * (4 if self.single else 8))
+        self.spilled, self.spill_types, self.vbytes = spilled, {}, vbytes
+
+        malloc = self.declare("malloc", PTR, [I64])
+        self.mem = b.call(malloc, [ir.Constant(I64, total)])
+        failed = self.fn.append_basic_block("no_memory")
+        ok = self.fn.append_basic_block("memory")
+        b.cbranch(b.icmp_unsigned("==", self.mem, ir.Constant(PTR, None)), failed, ok)
+        b.position_at_end(failed)
+        self.fill_with_nan(b)
+        b.ret_void()
+        b.position_at_end(ok)
+        for name, slot in scalars.items():
+            b.store(self.env[name], self.at(b, self.scalar_at + slot * (4 if self.single else 8)))
+        zero_bytes = self.spill_at  # dacc and acc
+        if zero_bytes:
+            self.counted_loop(b, zero_bytes // 8, lambda b, j: b.store(
+                ir.Constant(I64, 0), b.gep(self.mem, [j], source_etype=I64)))
+        self.bases_array = _alloca(b, ir.ArrayType(PTR, max(1, len(P.data))), "bases")
+        self.out_array = None if reduce else _alloca(b, ir.ArrayType(PTR, max(1, len(self.outs))), "outs")
+        self.segment_fns = [self.emit_segment(s, seg, params, scalars,
+                                              [k for k in owner if owner[k] == s])
+                            for s, seg in enumerate(segments)]
+
+    def at(self, b, offset):
+        return b.gep(self.mem, [ir.Constant(I64, offset)], source_etype=ir.IntType(8))
+
+    def counted_loop(self, b, n, body):
+        """``for j in range(n): body(b, j)`` for a compile-time ``n`` (nothing when 0)."""
+        if n <= 0:
+            return
+        before = b.block
+        loop = b.function.append_basic_block("loop")
+        done = b.function.append_basic_block("loop_done")
+        b.branch(loop)
+        b.position_at_end(loop)
+        j = b.phi(I64, "j")
+        j.add_incoming(ir.Constant(I64, 0), before)
+        body(b, j)
+        nxt = b.add(j, ir.Constant(I64, 1))
+        j.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, ir.Constant(I64, n)), loop, done)
+        b.position_at_end(done)
+
+    def fill_with_nan(self, b):
+        out = self.fn.args[4]
+        nan = ir.Constant(F64 if self.mode == "reduce" else self.T, float("nan"))
+        if self.mode == "reduce":
+            self.counted_loop(b, len(self.outs), lambda b, j: b.store(
+                nan, b.gep(out, [j], source_etype=F64)))
+            return
+        start, end = self.fn.args[2], self.fn.args[3]
+        for k in range(len(self.outs)):
+            column = b.load(b.gep(out, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+            before = b.block
+            loop = b.function.append_basic_block(f"nan{k}")
+            done = b.function.append_basic_block(f"nan{k}_done")
+            b.cbranch(b.icmp_signed("<", start, end), loop, done)
+            b.position_at_end(loop)
+            j = b.phi(I64, "j")
+            j.add_incoming(start, before)
+            b.store(nan, b.gep(column, [j], source_etype=self.T))
+            nxt = b.add(j, ir.Constant(I64, 1))
+            j.add_incoming(nxt, loop)
+            b.cbranch(b.icmp_signed("<", nxt, end), loop, done)
+            b.position_at_end(done)
+
+    def emit_segment(self, s, seg, params, scalars, outputs):
+        """``void <name>.seg<s>(theta, bases, i, mem, outs)``: one slice of the body (``outs``: the
+        table of output columns in map mode)."""
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, PTR, PTR])
+        f = ir.Function(self.module, fnty, name=f"{self.fn.name}.seg{s}")
+        f.linkage = "internal"
+        f.attributes.add("nounwind")
+        f.attributes.add("noinline")
+        for a in (0, 1, 3, 4):
+            f.args[a].add_attribute("noalias")
+        theta, bases, i, mem, out = f.args
+        b = ir.IRBuilder(f.append_basic_block("entry"))
+        main_splats, self._splats = self._splats, {}
+        data = {name: j for j, name in enumerate(self.program.data)}
+        defined = {ins.target for ins in seg}
+        env = {}
+        width = 4 if self.single else 8
+        needed = [a for ins in seg for a in ins.args if isinstance(a, str)]
+        needed += [self.outs[k] for k in outputs if isinstance(self.outs[k], str)]
+        for name in needed:
+            if name in env or name in defined:
+                continue
+            if name in data:
+                base = b.load(b.gep(bases, [ir.Constant(I64, data[name])], source_etype=PTR), typ=PTR)
+                env[name] = b.load(b.gep(base, [i], source_etype=self.T), typ=self.VT, align=width)
+            elif name in params:
+                v = b.load(b.gep(theta, [ir.Constant(I64, params[name])], source_etype=F64), typ=F64)
+                env[name] = b.fptrunc(v, F32) if self.single else v
+            elif name in self.spilled:
+                p = b.gep(mem, [ir.Constant(I64, self.spill_at + self.spilled[name] * self.vbytes)],
+                          source_etype=ir.IntType(8))
+                env[name] = b.load(p, typ=self.spill_types[name], align=width)
+            else:
+                p = b.gep(mem, [ir.Constant(I64, self.scalar_at + scalars[name] * width)],
+                          source_etype=ir.IntType(8))
+                env[name] = b.load(p, typ=self.T)
+        self.compute(b, env, seg, vector=True)
+        for ins in seg:
+            if ins.target in self.spilled:
+                v = env[ins.target]
+                self.spill_types[ins.target] = v.type
+                p = b.gep(mem, [ir.Constant(I64, self.spill_at + self.spilled[ins.target] * self.vbytes)],
+                          source_etype=ir.IntType(8))
+                b.store(v, p, align=width)
+        for k in outputs:
+            v = self.operand(b, env, self.outs[k], vector=True)
+            if self.mode == "reduce":
+                p = b.gep(mem, [ir.Constant(I64, self.acc_at + self.slot(k) * self.vbytes)],
+                          source_etype=ir.IntType(8))
+                b.store(b.fadd(b.load(p, typ=self.VT, align=width), v, flags=FASTMATH), p, align=width)
+            else:
+                column = b.load(b.gep(out, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+                b.store(v, b.gep(column, [i], source_etype=self.T), align=width)
+        b.ret_void()
+        self._splats = main_splats
+        return f
+
+    def slot(self, k):
+        if not hasattr(self, "_slots"):
+            self._slots = {k: n for n, k in enumerate(self.varying_out)}
+        return self._slots[k]
+
+    def reset_accumulators(self, b):
+        """Nothing: the accumulators start at zero and each flush zeroes them again."""
+
+    def iteration(self, b, bases, i, out_bases):
+        theta = self.fn.args[0]
+        for j, base in enumerate(bases):
+            b.store(base, b.gep(self.bases_array, [ir.Constant(I64, 0), ir.Constant(I64, j)],
+                                source_etype=self.bases_array.allocated_type))
+        for k, base in enumerate(out_bases):
+            b.store(base, b.gep(self.out_array, [ir.Constant(I64, 0), ir.Constant(I64, k)],
+                                source_etype=self.out_array.allocated_type))
+        out = self.out_array if self.out_array is not None else ir.Constant(PTR, None)
+        for f in self.segment_fns:
+            b.call(f, [theta, self.bases_array, i, self.mem, out])
+
+    def flush_accumulators(self, b, mask):
+        vbytes, dbytes = self.vbytes, self.lanes * 8
+
+        def body(b, j):
+            pa = b.gep(self.mem, [b.add(ir.Constant(I64, self.acc_at), b.mul(j, ir.Constant(I64, vbytes)))],
+                       source_etype=ir.IntType(8))
+            pd = b.gep(self.mem, [b.mul(j, ir.Constant(I64, dbytes))], source_etype=ir.IntType(8))
+            a = b.select(mask, b.load(pa, typ=self.VT, align=8), ir.Constant(self.VT, None))
+            if self.single:
+                a = b.fpext(a, self.DVT)
+            b.store(b.fadd(b.load(pd, typ=self.DVT, align=8), a), pd, align=8)
+            b.store(ir.Constant(self.VT, None), pa, align=8)
+        self.counted_loop(b, self.nacc, body)
+
+    def finish(self, b, n, constant_part):
+        out, scale = self.fn.args[4], self.fn.args[5]
+        index = ir.ArrayType(I64, max(1, self.nacc))
+        table = ir.GlobalVariable(self.module, index, name=f"{self.fn.name}.outputs")
+        table.linkage = "internal"
+        table.global_constant = True
+        table.initializer = ir.Constant(index, [ir.Constant(I64, k) for k in self.varying_out] or
+                                        [ir.Constant(I64, 0)])
+        dbytes = self.lanes * 8
+
+        def total(b, j):
+            pd = b.gep(self.mem, [b.mul(j, ir.Constant(I64, dbytes))], source_etype=ir.IntType(8))
+            k = b.load(b.gep(table, [ir.Constant(I64, 0), j], source_etype=index), typ=I64)
+            b.store(self.horizontal_sum(b, b.load(pd, typ=self.DVT, align=8)),
+                    b.gep(out, [k], source_etype=F64))
+        self.counted_loop(b, self.nacc, total)
+        for k, o in enumerate(self.outs):
+            p = b.gep(out, [ir.Constant(I64, k)], source_etype=F64)
+            if k in constant_part:
+                b.store(self.add_constant_part(b, b.load(p, typ=F64), n, constant_part[k]), p)
+            elif k not in self.varying_out:
+                b.store(self.sample_invariant_total(b, o, n), p)
+
+        def scaled(b, j):
+            p = b.gep(out, [j], source_etype=F64)
+            b.store(b.fmul(b.load(p, typ=F64), scale), p)
+        self.counted_loop(b, len(self.outs), scaled)
+
+    def release(self, b):
+        b.call(self.declare("free", ir.VoidType(), [PTR]), [self.mem])

@@ -12,10 +12,12 @@ back in the user's own symbols so ``expr.subs(w, 1.0)`` works as expected.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import numpy as np
 import sympy as sp
 
+from .display import latex_summary, objective_readable, pretty_summary, readable
 from .errors import FormulaError
 from . import array_objective
 from .from_matrix import scalar_loss
@@ -100,8 +102,7 @@ def _symbols(items, expr, what):
             out.append(by_name.get(it, sp.Symbol(it, real=True)))
         else:
             raise FormulaError(f"{what} must be SymPy symbols or names, got {it!r}")
-    names = [s.name for s in out]
-    dup = {n for n in names if names.count(n) > 1}
+    dup = {n for n, k in Counter(s.name for s in out).items() if k > 1}
     if dup:
         raise FormulaError(f"{what} lists {sorted(dup)} more than once")
     return tuple(out)
@@ -145,7 +146,21 @@ def grad(expr, wrt) -> list:
         from .to_matrix import MatrixPrinter
         printer = MatrixPrinter(d.graph, symbols)
         return [printer(n) for n in d.grad_nodes]
-    return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
+    return _readable_gradient(d, symbols)
+
+
+def _readable_gradient(d, symbols) -> list:
+    """The gradient entries as SymPy expressions, tidied while they are small enough to read.
+
+    Past the sizes of :func:`symdiff.display.readable` they are built unevaluated,
+    as the reverse sweep made them: exact (equal to ``sympy.diff``), sharing every common
+    subexpression, and built in time linear in the DAG; SymPy's automatic canonical
+    ordering of their terms alone takes seconds on a mid-size network.
+    """
+    if readable(d.graph, d.grad_nodes):
+        return [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, symbols)]
+    with sp.evaluate(False):
+        return to_sympy(d.graph, d.grad_nodes, symbols)
 
 
 def _tidy(e):
@@ -248,8 +263,7 @@ class Objective:
         if self._array:
             return array_objective.gradient(self, expand)
         if self._gradient is None:
-            d = self._derive()
-            self._gradient = [_tidy(e) for e in to_sympy(d.graph, d.grad_nodes, self._symbol_map)]
+            self._gradient = _readable_gradient(self._derive(), self._symbol_map)
         return list(self._gradient)
 
     @_guard_depth
@@ -273,9 +287,12 @@ class Objective:
         return self._hessian.copy()
 
     def latex(self) -> str:
-        """The loss and its gradient as a LaTeX ``aligned`` block (``coat_price`` stays one word)."""
+        """The loss and its gradient as a LaTeX ``aligned`` block (``coat_price`` stays one word;
+        past a readable size, the counts and the first lines of :meth:`program` instead)."""
         if self._array:
             return array_objective.latex(self)
+        if not objective_readable(self):
+            return latex_summary(self)
         from .names import latex
         symbols = self.params + self.data
         lines = [r"L &= " + latex(self.loss, symbols)]
@@ -287,9 +304,12 @@ class Objective:
         return "$$" + self.latex() + "$$"
 
     def pretty(self) -> str:
-        """The loss and its gradient as SymPy's pretty (Unicode) text."""
+        """The loss and its gradient as SymPy's pretty (Unicode) text (past a readable size,
+        the counts and the first lines of :meth:`program` instead)."""
         if self._array:
             return array_objective.pretty(self)
+        if not objective_readable(self):
+            return pretty_summary(self)
         parts = ["loss =", sp.pretty(self.loss)]
         for p, g in zip(self.params, self.gradient()):
             parts += [f"dloss/d{p.name} =", sp.pretty(g)]
