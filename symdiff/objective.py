@@ -417,16 +417,18 @@ class Model:
                          list(self.inputs) + [target])
 
     def compile(self, dtype=np.float64, threads=None, cache=True):
-        """A compiled predictor: ``predict(theta, data) -> per-sample outputs``."""
+        """A compiled predictor: ``predict(theta, data) -> per-sample outputs``.
+
+        ``(n,)`` for a scalar output; for a matrix model, ``(n, k)`` for a ``(k, 1)``
+        vector output and ``(n, r, c)`` otherwise; data as for the objective's kernel
+        (keyed by the input symbols or their names)."""
         import codegen
 
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
         if k is None and self._array:
-            from .errors import UnsupportedError
-            raise UnsupportedError("native predictors of matrix models are not built yet; "
-                                   "symdiff.evaluate(model.program(), theta, data)[0] gives the "
-                                   "(n, k, 1) predictions in NumPy")
+            k = array_objective.compile_model_kernel(self, dtype, threads, cache)
+            self._kernels[key] = k
         if k is None:
             k = codegen.compile_model(self.program(), dtype=dtype, threads=threads, cache=cache)
             self._kernels[key] = k
