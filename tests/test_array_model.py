@@ -67,3 +67,19 @@ def test_model_predictor_names_bad_data():
         predict(theta, {x: np.zeros((6, 5))})
     with pytest.raises(sd.DataError, match="theta"):
         predict(theta[:-1], {x: np.zeros((6, 4))})
+
+
+def test_minimize_matrix_objective_from_default_and_mapping_starts():
+    rng = np.random.default_rng(3)
+    x, y = M("x", 3, 1), M("y", 1, 1)
+    A, c = M("A", 1, 3), sp.Symbol("c", real=True)
+    r = A * x + c * sp.OneMatrix(1, 1) - y
+    obj = sd.Objective(sd.dot(r, r), params=[A, c], data=[x, y])
+    X = rng.normal(size=(200, 3))
+    Y = X @ np.array([1.0, -2.0, 0.5]) + 0.3 + 0.01 * rng.normal(size=200)
+    reference = np.linalg.lstsq(np.column_stack([X, np.ones(200)]), Y, rcond=None)[0]
+    for x0 in (None, {A: np.ones((1, 3))}, {"c": 2.0}):
+        res = sd.minimize(obj, {x: X, y: Y[:, None]}, x0=x0, tol=1e-10)
+        assert res.success
+        np.testing.assert_allclose(res.x, reference, rtol=1e-6, atol=1e-8)
+        assert res.params[A].shape == (1, 3) and res.params[c] == pytest.approx(reference[3])
