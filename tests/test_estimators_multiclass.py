@@ -3,6 +3,7 @@ LogisticRegression (multinomial, penalty off or C large) and NumPy by hand, matr
 formulas (sd.nets.mlp), and scikit-learn's estimator checks with multi-class targets."""
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -157,3 +158,54 @@ def test_sklearn_estimator_check_multiclass(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(estimator)
+
+
+WIDTH_REFUSED = re.compile(r"takes (\d+) input columns? .* but X has (\d+) column")
+CLASSES_REFUSED = re.compile(r"gives (\d+) logits but y has (\d+) classes")
+#: checks that fit two and three classes in one go: a formula of k logits is for k classes
+NEEDS_SEVERAL_CLASS_COUNTS = {"check_classifiers_classes", "check_classifiers_train"}
+
+
+def _mlp_classifier(width, classes):
+    x = sp.MatrixSymbol("x", width, 1)
+    logits, params = sd.nets.mlp(x, (4,), outputs=classes)
+    return FormulaClassifier(logits, params, [x], max_iter=50)
+
+
+def _causes(error):
+    while error is not None:
+        yield str(error)
+        error = error.__cause__ or error.__context__
+
+
+MLP_CHECKS = [] if estimator_checks_generator is None else \
+    [check for _, check in estimator_checks_generator(_mlp_classifier(2, 3))]
+
+
+@pytest.mark.parametrize("check", MLP_CHECKS, ids=[getattr(c, "func", c).__name__ for c in MLP_CHECKS])
+def test_sklearn_estimator_check_on_a_matrix_formula(check):
+    """Each check runs on an MLP formula with as many inputs and logits as its data has
+    columns and classes (a fixed formula refuses others, naming both counts)."""
+    name = getattr(check, "func", check).__name__
+    if name == "check_array_api_input":
+        pytest.skip("scikit-learn runs it only with SCIPY_ARRAY_API=1")
+    width, classes, tried = 2, 3, set()
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                check(_mlp_classifier(width, classes))
+            assert name not in NEEDS_SEVERAL_CLASS_COUNTS
+            return
+        except Exception as error:
+            messages = list(_causes(error))
+            widths = [m for m in map(WIDTH_REFUSED.search, messages) if m]
+            counts = [m for m in map(CLASSES_REFUSED.search, messages) if m]
+            following = ((int(widths[0].group(2)), classes) if widths else
+                         (width, int(counts[0].group(2))) if counts else None)
+            if following is None or following in tried:
+                if name in NEEDS_SEVERAL_CLASS_COUNTS and counts:
+                    return
+                raise
+            tried.add((width, classes))
+            width, classes = following
