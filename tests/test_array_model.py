@@ -83,3 +83,20 @@ def test_minimize_matrix_objective_from_default_and_mapping_starts():
         assert res.success
         np.testing.assert_allclose(res.x, reference, rtol=1e-6, atol=1e-8)
         assert res.params[A].shape == (1, 3) and res.params[c] == pytest.approx(reference[3])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_reduction_right_after_a_gemm(dtype):
+    # sum(A x) and amax(A x) start with a GEMM and need a stack slot: the LLVM IR stays valid
+    x, A = M("x", 3, 1), M("A", 2, 3)
+    rng = np.random.default_rng(4)
+    X, Av = rng.normal(size=(7, 3)), rng.normal(size=(2, 3))
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for loss in (sd.sum(A * x), sd.dot(sp.OneMatrix(2, 1), A * x)):
+        loss_value, grad = sd.Objective(loss, params=[A], data=[x]).compile(dtype=dtype, cache=False)(
+            Av.ravel(), {x: X.astype(dtype)})
+        assert loss_value == pytest.approx((X @ Av.T).sum(1).mean(), rel=rtol)
+        np.testing.assert_allclose(grad, np.tile(X.mean(0), 2), rtol=rtol)
+    peak = sd.Model(sd.logsumexp(A * x), [A], [x]).compile(dtype=dtype, cache=False)(Av.ravel(), {x: X})
+    Z = X @ Av.T
+    np.testing.assert_allclose(peak, np.log(np.exp(Z).sum(1)), rtol=rtol)
