@@ -114,6 +114,9 @@ class _Derived:
         t0 = time.perf_counter()
         self.graph = Graph()
         names = [p.name for p in params] + [d.name for d in data]
+        for s in list(params) + list(data):  # declared shapes hold even where a symbol is unused
+            if isinstance(s, sp.MatrixSymbol):
+                self.graph.symbol(s.name, s.shape)
         self.nodes = to_graph(outputs, self.graph, names)
         if gradient_of is not None:
             self.nodes[gradient_of] = scalar_loss(self.graph, self.nodes[gradient_of])
@@ -122,7 +125,10 @@ class _Derived:
         if gradient_of is not None:
             t1 = time.perf_counter()
             wrt = [self.graph.symbol(p.name) for p in params]
-            self.grad_nodes = reverse_gradient(self.graph, self.nodes[gradient_of], wrt)
+            self.grad_nodes = [self.graph.node("broadcast", n, *self.graph.shape(w))
+                               if self.graph.shape(w) and not self.graph.shape(n) else n
+                               for w, n in zip(wrt, reverse_gradient(self.graph,
+                                                                     self.nodes[gradient_of], wrt))]
             self.times["differentiate"] = time.perf_counter() - t1
 
 

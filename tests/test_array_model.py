@@ -100,3 +100,20 @@ def test_reduction_right_after_a_gemm(dtype):
     peak = sd.Model(sd.logsumexp(A * x), [A], [x]).compile(dtype=dtype, cache=False)(Av.ravel(), {x: X})
     Z = X @ Av.T
     np.testing.assert_allclose(peak, np.log(np.exp(Z).sum(1)), rtol=rtol)
+
+
+def test_declared_but_unused_matrix_symbols_keep_their_shapes():
+    # theta holds B's 4 values (as pack says) and its gradient is a 2x2 zero; unused data y
+    # is still validated as (n, 2)
+    x, y, A, B = M("x", 3, 1), M("y", 2, 1), M("A", 2, 3), M("B", 2, 2)
+    obj = sd.Objective(sd.sum(A * x), params=[A, B], data=[x, y])
+    theta = obj.pack({A: np.ones((2, 3)), B: np.ones((2, 2))})
+    X = np.random.default_rng(5).normal(size=(6, 3))
+    assert obj.gradient()[1] == sp.ZeroMatrix(2, 2)
+    for dtype in (np.float64, np.float32):
+        loss, grad = obj.compile(dtype=dtype, cache=False)(theta, {x: X, y: np.ones((6, 2))})
+        assert loss == pytest.approx(2 * X.sum(1).mean(), rel=1e-5)
+        np.testing.assert_allclose(obj.unpack(grad)[A], np.tile(X.mean(0), (2, 1)), rtol=1e-5)
+        np.testing.assert_array_equal(obj.unpack(grad)[B], np.zeros((2, 2)))
+    with pytest.raises(sd.DataError, match="'y'"):
+        obj.compile()(theta, {x: X, y: np.ones((6, 3))})
