@@ -351,6 +351,10 @@ class _Emitter(_FunctionEmitter):
             b.position_at_start(self.entry)
         p = b.alloca(ty)
         p.type = PTR
+        if self.b.block is self.entry:
+            # the insertion shifted the entry block: the main builder (which always appends)
+            # would otherwise put its next instruction before the last one
+            self.b.position_at_end(self.entry)
         return p
 
     def row_ptr(self, name, row):

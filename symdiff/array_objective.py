@@ -228,3 +228,16 @@ def compile_kernel(objective, program, dtype, threads, cache):
     except codegen.LoweringError as exc:
         raise UnsupportedError(f"this matrix formula cannot be compiled yet: {exc}; "
                                f"symdiff.evaluate(obj.program(), theta, data) computes it in NumPy") from exc
+
+
+def compile_model_kernel(model, dtype, threads, cache):
+    """The native predictor of a matrix model: its output per sample, ``(n, k)`` for a
+    ``(k, 1)`` vector (GEMMs over batch tiles, ``codegen``)."""
+    import codegen
+    try:
+        return codegen.compile_array_model(model.program(), dtype=dtype, threads=threads,
+                                           cache=cache, keys=model.inputs)
+    except codegen.LoweringError as exc:
+        raise UnsupportedError(f"this matrix model cannot be compiled yet: {exc}; "
+                               f"symdiff.evaluate(model.program(), theta, data)[0] computes it "
+                               f"in NumPy") from exc

@@ -48,6 +48,7 @@ except ImportError:  # scikit-learn < 1.6
 
 from .errors import DataError, FormulaError
 from .minimization import METHODS as _FULL_BATCH_METHODS
+from . import multiclass
 from .losses import LOSSES, logistic
 from .objective import Model, Objective
 from .parse import parse_formula, parse_model
@@ -90,6 +91,8 @@ def _target_symbol(taken):
 class _Compiled:
     """A formula's predictor and training objective, derived and compiled once per process."""
 
+    by_name = True  # a DataFrame's columns are matched to the inputs by name
+
     def __init__(self, expr, params, inputs, loss):
         self.model = Model(expr, params, inputs)
         taken = {s.name for s in expr.free_symbols} | set(_names(params, "params")) | set(
@@ -101,6 +104,12 @@ class _Compiled:
 
     def predict(self, theta, X):
         return self.model.compile()(theta, np.ascontiguousarray(X, dtype=np.float64))
+
+    def training_data(self, X, target):
+        return np.column_stack([X, target])
+
+    def named_params(self, theta) -> dict:
+        return {p.name: float(v) for p, v in zip(self.objective.params, theta)}
 
 
 def _compiled(formula, params, inputs, loss):
@@ -185,7 +194,7 @@ class _FormulaEstimator(BaseEstimator):
             seed = int(seed.randint(2 ** 31 - 1))
         init_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0])
         x0 = _initial_params(compiled.objective, self.init, init_rng)
-        data = np.column_stack([X, target])
+        data = compiled.training_data(X, target)
         result, history = fit_full_batch(compiled.objective, data, method=self.solver, x0=x0,
                                          tol=self.tol, maxiter=self.max_iter)
         if not result.success:
@@ -197,7 +206,7 @@ class _FormulaEstimator(BaseEstimator):
                           f"increase max_iter or scale the inputs", ConvergenceWarning,
                           stacklevel=3)
         self.theta_ = np.array(result.x, dtype=np.float64)
-        self.params_ = {p.name: float(v) for p, v in zip(compiled.objective.params, self.theta_)}
+        self.params_ = compiled.named_params(self.theta_)
         self.history_ = history
         self.n_iter_ = int(result.nit)
         self.stop_reason_ = "converged" if result.success else (
@@ -214,13 +223,13 @@ class _FormulaEstimator(BaseEstimator):
         seed = self.random_state
         if isinstance(seed, np.random.RandomState):
             seed = int(seed.randint(2 ** 31 - 1))
-        data = np.column_stack([X, target])
+        data = compiled.training_data(X, target)
         result = _fit(compiled.objective, data, optimizer=optimizer, epochs=self.epochs,
                       batch_size=self.batch_size, seed=seed, init=self.init,
                       early_stopping=self.early_stopping,
                       validation=self.validation_fraction, progress=False)
         self.theta_ = np.array(result.params, dtype=np.float64)
-        self.params_ = {p.name: float(v) for p, v in zip(compiled.objective.params, self.theta_)}
+        self.params_ = compiled.named_params(self.theta_)
         self.history_ = result.history
         self.n_iter_ = len(result.history)
         self.stop_reason_ = result.stop_reason
@@ -230,7 +239,8 @@ class _FormulaEstimator(BaseEstimator):
     def _outputs(self, X):
         check_is_fitted(self)
         compiled = self._compiled()
-        X = self._select_columns(X, compiled.input_names)
+        if compiled.by_name:
+            X = self._select_columns(X, compiled.input_names)
         X = _sklearn_validate_data(self, X, reset=False, dtype=np.float64)
         self._check_width(X, compiled.input_names)
         return compiled.predict(self.theta_, X)
@@ -321,19 +331,39 @@ class FormulaRegressor(RegressorMixin, _FormulaEstimator):
 
 
 class FormulaClassifier(ClassifierMixin, _FormulaEstimator):
-    __doc__ = """Binary classification with a formula for the logit, for scikit-learn.
+    __doc__ = """Classification with a formula for the logit(s), for scikit-learn.
 
-    Trained by binary cross-entropy with logits (:func:`symdiff.losses.logistic`,
-    ``softplus(z) - y*z``, stable for any logit). ``y`` has exactly two classes;
-    ``classes_[1]`` is the positive one, whose probability is ``sigmoid(formula)``.
-    ``predict_proba`` gives both columns, ``decision_function`` the logit,
-    ``predict`` the class whose probability is larger; ``score`` is accuracy.
+    Three ways to state the model:
+
+    - **a scalar formula** (a SymPy expression or formula string) is the logit of a
+      binary classifier, trained by binary cross-entropy with logits
+      (:func:`symdiff.losses.logistic`, ``softplus(z) - y*z``, stable for any logit).
+      ``y`` has exactly two classes; ``classes_[1]`` is the positive one, whose
+      probability is ``sigmoid(formula)``.
+    - **a matrix formula**: a SymPy matrix expression of shape ``(k, 1)``, one logit
+      per class, in one ``MatrixSymbol`` input ``x`` of shape ``(d, 1)`` whose entries
+      are X's ``d`` columns (by position), with ``MatrixSymbol`` (or scalar)
+      parameters; e.g. ``z, params = sd.nets.mlp(x, (32,), outputs=k)`` then
+      ``FormulaClassifier(z, params, [x])``. It is trained by softmax cross-entropy
+      (:func:`symdiff.losses.softmax_cross_entropy`) against one-hot targets;
+      ``k`` must equal the number of classes, in ``classes_`` order.
+    - **no formula** (``FormulaClassifier()``): the linear softmax model
+      ``W x + b`` built for X's width and y's classes at fit time, i.e. multinomial
+      logistic regression without a penalty (scikit-learn's ``LogisticRegression``
+      with ``C=inf``); two classes get two logits.
+
+    ``predict_proba`` gives one column per class of ``classes_`` (rows sum to 1);
+    ``decision_function`` the logit for a scalar formula, the logits ``(n, k)`` for
+    a softmax model with ``k > 2``, and ``z[:, 1] - z[:, 0]`` for a two-class
+    softmax model (scikit-learn's convention: positive means ``classes_[1]``);
+    ``predict`` the most probable class; ``score`` is accuracy. For a softmax model
+    ``params_`` maps each parameter's name to an array of its shape.
     """ + _ESTIMATOR_PARAMETERS
 
-    def __init__(self, formula, params, inputs, optimizer="adam", lr=0.01, epochs=200,
-                 batch_size=None, weight_decay=None, optimizer_options=None, init=None,
-                 early_stopping=None, validation_fraction=None, random_state=0, solver="lbfgs",
-                 max_iter=1000, tol=1e-6):
+    def __init__(self, formula=None, params=None, inputs=None, optimizer="adam", lr=0.01,
+                 epochs=200, batch_size=None, weight_decay=None, optimizer_options=None,
+                 init=None, early_stopping=None, validation_fraction=None, random_state=0,
+                 solver="lbfgs", max_iter=1000, tol=1e-6):
         self.formula = formula
         self.params = params
         self.inputs = inputs
@@ -354,14 +384,29 @@ class FormulaClassifier(ClassifierMixin, _FormulaEstimator):
     def _loss_function(self):
         return logistic
 
+    def _softmax(self) -> bool:
+        return multiclass.is_vector_formula(self.formula)
+
+    def _compiled(self):
+        if self._softmax():
+            return multiclass.compiled(self.formula, self.params, self.inputs,
+                                       self.n_features_in_, len(self.classes_))
+        return super()._compiled()
+
     def fit(self, X, y):
-        """Train the logit formula on inputs ``X`` and two-class labels ``y``; return self."""
+        """Train the logit formula(s) on inputs ``X`` and class labels ``y``; return self."""
+        if self._softmax():
+            return self._fit_softmax(X, y)
+        if self.params is None or self.inputs is None:
+            raise FormulaError("FormulaClassifier: a scalar formula needs params and inputs")
         compiled, X, y = self._validated_fit_data(X, y)
         check_classification_targets(y)
         kind = type_of_target(y, input_name="y")
         if kind != "binary":
             raise ValueError(f"Only binary classification is supported. The type of the target is {kind}: "
-                             f"FormulaClassifier's formula is one logit, for two classes")
+                             f"FormulaClassifier's scalar formula is one logit, for two classes; "
+                             f"for more, give a (k, 1) matrix formula of logits or no formula "
+                             f"(linear softmax)")
         classes = np.unique(y)
         if len(classes) != 2:
             raise ValueError(f"FormulaClassifier needs samples of 2 classes; y has only 1 class "
@@ -369,27 +414,47 @@ class FormulaClassifier(ClassifierMixin, _FormulaEstimator):
         self.classes_ = classes
         return self._train(compiled, X, (y == classes[1]).astype(np.float64))
 
+    def _fit_softmax(self, X, y):
+        X, y = _sklearn_validate_data(self, X, y, reset=True, dtype=np.float64)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"FormulaClassifier needs samples of at least 2 classes; y has only "
+                             f"1 class ({classes[0]!r})")
+        compiled = multiclass.compiled(self.formula, self.params, self.inputs, X.shape[1],
+                                       len(classes))
+        self.classes_ = classes
+        return self._train(compiled, X, multiclass.one_hot(y, classes))
+
     def decision_function(self, X):
-        """The logit (the formula's value) at each row of ``X``: positive means ``classes_[1]``."""
-        return self._outputs(X)
+        """The logit (the formula's value) at each row of ``X``: positive means
+        ``classes_[1]``; for a softmax model with more than two classes, the logits ``(n, k)``."""
+        z = self._outputs(X)
+        if z.ndim == 2 and z.shape[1] == 2:
+            return z[:, 1] - z[:, 0]
+        return z
 
     def predict_proba(self, X):
-        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n, 2)."""
-        z = self.decision_function(X)
+        """The probability of each class of ``classes_``, shape ``(n, n_classes)``."""
+        z = self._outputs(X)
+        if z.ndim == 2:
+            return multiclass.softmax(z)
         return np.column_stack([_sigmoid(-z), _sigmoid(z)])
 
     def predict(self, X):
-        """The more probable class of each row of ``X``."""
-        positive = self.decision_function(X) > 0
-        return self.classes_[positive.astype(np.intp)]
+        """The most probable class of each row of ``X``."""
+        z = self._outputs(X)
+        if z.ndim == 2:
+            return self.classes_[np.argmax(z, axis=1)]
+        return self.classes_[(z > 0).astype(np.intp)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_class = self._softmax()
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
-        return {"binary_only": True}
+        return {"binary_only": not self._softmax()}
 
 
 def _sigmoid(z):

@@ -58,7 +58,17 @@ def initial_point(objective, x0) -> np.ndarray:
     as ``b*exp(-c*x)``); a mapping {symbol or name: value} starts the parameters it names
     there and the others at 1; anything else must be a vector of length p.
     """
-    p = len(objective.params)
+    if getattr(objective, "_array", False):
+        from .array_objective import initial_values, pack, unpack
+        if x0 is None:  # matrix parameters: Glorot/He weights, zero biases (not all ones)
+            return initial_values(objective)
+        if hasattr(x0, "keys"):
+            values = unpack(objective, initial_values(objective))
+            values.update({getattr(k, "name", k): v for k, v in x0.items()})
+            return pack(objective, {getattr(k, "name", k): v for k, v in values.items()})
+        p = sum(int(np.prod(s)) if s else 1 for s in objective.param_shapes.values())
+    else:
+        p = len(objective.params)
     if x0 is None:
         return np.ones(p)
     if hasattr(x0, "keys"):
@@ -146,7 +156,8 @@ def minimize_quietly(objective, data, x0=None, method="lbfgs", tol=None, maxiter
         if bar is not None:
             bar.close()
     res = MinimizeResult(res)
-    res.params = dict(zip(objective.params, (float(v) for v in res.x)))
+    res.params = objective.unpack(res.x) if getattr(objective, "_array", False) else \
+        dict(zip(objective.params, (float(v) for v in res.x)))
     res.method = method
     if "jac" not in res:
         res.jac = fun(res.x)[1]

@@ -115,6 +115,9 @@ class _Derived:
         t0 = time.perf_counter()
         self.graph = Graph()
         names = [p.name for p in params] + [d.name for d in data]
+        for s in list(params) + list(data):  # declared shapes hold even where a symbol is unused
+            if isinstance(s, sp.MatrixSymbol):
+                self.graph.symbol(s.name, s.shape)
         self.nodes = to_graph(outputs, self.graph, names)
         if gradient_of is not None:
             self.nodes[gradient_of] = scalar_loss(self.graph, self.nodes[gradient_of])
@@ -123,7 +126,10 @@ class _Derived:
         if gradient_of is not None:
             t1 = time.perf_counter()
             wrt = [self.graph.symbol(p.name) for p in params]
-            self.grad_nodes = reverse_gradient(self.graph, self.nodes[gradient_of], wrt)
+            self.grad_nodes = [self.graph.node("broadcast", n, *self.graph.shape(w))
+                               if self.graph.shape(w) and not self.graph.shape(n) else n
+                               for w, n in zip(wrt, reverse_gradient(self.graph,
+                                                                     self.nodes[gradient_of], wrt))]
             self.times["differentiate"] = time.perf_counter() - t1
 
 
@@ -437,16 +443,18 @@ class Model:
                          list(self.inputs) + [target])
 
     def compile(self, dtype=np.float64, threads=None, cache=True):
-        """A compiled predictor: ``predict(theta, data) -> per-sample outputs``."""
+        """A compiled predictor: ``predict(theta, data) -> per-sample outputs``.
+
+        ``(n,)`` for a scalar output; for a matrix model, ``(n, k)`` for a ``(k, 1)``
+        vector output and ``(n, r, c)`` otherwise; data as for the objective's kernel
+        (keyed by the input symbols or their names)."""
         import codegen
 
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
         if k is None and self._array:
-            from .errors import UnsupportedError
-            raise UnsupportedError("native predictors of matrix models are not built yet; "
-                                   "symdiff.evaluate(model.program(), theta, data)[0] gives the "
-                                   "(n, k, 1) predictions in NumPy")
+            k = array_objective.compile_model_kernel(self, dtype, threads, cache)
+            self._kernels[key] = k
         if k is None:
             k = codegen.compile_model(self.program(), dtype=dtype, threads=threads, cache=cache)
             self._kernels[key] = k

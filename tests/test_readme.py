@@ -26,3 +26,19 @@ def test_readme_gradient_comment_is_what_the_call_returns():
     w, b, x, y = sp.symbols("w b x y")
     obj = sd.Objective((w*x + b - y)**2, params=[w, b], data=[x, y])
     assert comment == str(obj.gradient())
+
+
+def test_readme_matrix_gradient_comment_is_what_the_call_returns():
+    import sympy as sp
+    import symdiff as sd
+
+    text = README.read_text()
+    comment = re.search(r"^obj\.gradient\(\)\[0\]\s+# dL/dW1 = (.*)$", text, flags=re.M).group(1)
+    layers = re.search(r"^obj\.layers\s+# (.*)$", text, flags=re.M).group(1)
+    M = sp.MatrixSymbol
+    x, y = M("x", 64, 1), M("y", 10, 1)
+    W1, b1, W2, b2 = M("W1", 32, 64), M("b1", 32, 1), M("W2", 10, 32), M("b2", 10, 1)
+    z = W2 * (W1 * x + b1).applyfunc(sp.tanh) + b2
+    obj = sd.Objective(sd.losses.softmax_cross_entropy(z, y), params=[W1, b1, W2, b2], data=[x, y])
+    assert comment == str(obj.gradient()[0])
+    assert layers == str(obj.layers)
