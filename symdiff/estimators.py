@@ -127,6 +127,19 @@ def _compiled(formula, params, inputs, loss):
     return entry
 
 
+_FIRST_ORDER_SETTINGS = ("optimizer", "lr", "epochs", "batch_size", "weight_decay",
+                         "optimizer_options", "early_stopping", "validation_fraction")
+
+
+def _is_default(value, default) -> bool:
+    if value is default:
+        return True
+    try:
+        return bool(type(value) is type(default) and value == default)
+    except (TypeError, ValueError):  # arrays and other values without a plain truth value
+        return False
+
+
 class _FormulaEstimator(BaseEstimator):
     """What the regressor and the classifier share: inputs, fitting, the compiled pieces."""
 
@@ -186,6 +199,7 @@ class _FormulaEstimator(BaseEstimator):
         if self.solver not in _FULL_BATCH_METHODS:
             raise ValueError(f"unknown solver {self.solver!r}; choose 'first-order' or one of "
                              f"{', '.join(sorted(_FULL_BATCH_METHODS))}")
+        self._warn_first_order_settings_unused()
         from .minimization import fit_full_batch
         from .training import _initial_params
 
@@ -213,6 +227,19 @@ class _FormulaEstimator(BaseEstimator):
             "max_iter" if result.nit >= self.max_iter else "failed")
         self.loss_ = float(result.fun)
         return self
+
+    def _warn_first_order_settings_unused(self):
+        """A first-order setting changed from its default does nothing with a full-batch solver:
+        say so rather than ignore it silently (code written before L-BFGS became the default)."""
+        import inspect
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = [name for name in _FIRST_ORDER_SETTINGS
+                   if name in defaults and not _is_default(getattr(self, name), defaults[name].default)]
+        if changed:
+            warnings.warn(f"{type(self).__name__}: {', '.join(changed)} appl"
+                          f"{'ies' if len(changed) == 1 else 'y'} to solver='first-order' only; "
+                          f"solver={self.solver!r} ignores {'it' if len(changed) == 1 else 'them'}",
+                          UserWarning, stacklevel=4)
 
     def _train_first_order(self, compiled, X, target):
         options = {} if self.optimizer_options is None else dict(self.optimizer_options)

@@ -90,3 +90,17 @@ def test_first_order_still_selectable_and_unknown_solver_refused():
     assert sgd.n_iter_ == 7 and sgd.stop_reason_ == "epochs"
     with pytest.raises(ValueError, match="unknown solver 'adam'"):
         clone(sgd).set_params(solver="adam").fit(X, y)
+
+
+def test_first_order_settings_with_a_full_batch_solver_warn_that_they_are_unused():
+    import warnings as _warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 1))
+    y = 2.0 * X[:, 0] + 1.0
+    with pytest.warns(UserWarning, match=r"lr, epochs apply to solver='first-order' only"):
+        FormulaRegressor("w*x + b", ["w", "b"], ["x"], lr=0.5, epochs=10).fit(X, y)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        model = FormulaRegressor("w*x + b", ["w", "b"], ["x"]).fit(X, y)
+    np.testing.assert_allclose([model.params_["w"], model.params_["b"]], [2.0, 1.0], atol=1e-6)
