@@ -305,6 +305,7 @@ class _Emitter(_FunctionEmitter):
         self.VT = ir.VectorType(self.T, self.lanes) if self.lanes > 1 else self.T
         self.DVT = ir.VectorType(F64, self.lanes) if self.lanes > 1 else F64
         self._splats = {}
+        self._consts = {}
         self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), argtypes), name=name)
         self.fn.attributes.add("nounwind")
         self.entry = self.fn.append_basic_block("entry")
