@@ -12,11 +12,14 @@ the outputs: symmetric matrices are stored as their upper triangle, row-major.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
+from symdiff.errors import DataError, DataTypeError
+
 from . import _build
-from .kernel import (_SIGNATURE, Kernel, _address, _diagnose, check_columns,
+from .kernel import (_SIGNATURE, BoundKernel, Kernel, _Runner, _address, _diagnose, check_columns,
                      check_theta, map_outputs)
 
 
@@ -158,3 +161,161 @@ class BoundResiduals(_Bound):
     def jacobian(self, theta) -> np.ndarray:
         k = self.kernel
         return np.ascontiguousarray(k._map(k._jacobian_fn, k.n_params, theta, self.n, self._ptrs).T)
+
+
+# -- Hessians ---------------------------------------------------------------------
+
+def compile_hessian(program, hvp_program, hessian_program, *, dtype=np.float64, threads=None,
+                    cache=True, keys=None) -> "HessianKernel":
+    """A :class:`HessianKernel` from three programs over the same data:
+
+    ``program``, the objective's own (outputs: loss, gradient); ``hvp_program`` (params:
+    theta then v; outputs: H v); and ``hessian_program``, a callable returning the program
+    whose outputs are loss, gradient (p) and the Hessian's upper triangle (p(p+1)/2).
+    The first two are compiled now; the Hessian program, which grows as p², is built and
+    compiled on the first call that needs the matrix (an MLP with a few hundred
+    parameters has a Hessian program a hundred times its gradient's, while the methods
+    that use H v never need it).
+    """
+    p = len(program.params)
+    if len(program.outputs) != 1 + p:
+        raise ValueError(f"the objective program must give the loss and {p} gradient entries")
+    if len(hvp_program.params) != 2 * p or len(hvp_program.outputs) != p \
+            or hvp_program.data != program.data:
+        raise ValueError("the Hessian-vector program must take theta and v and give p outputs")
+    functions = {"symdiff_grad": ("reduce", tuple(range(1 + p))),
+                 "symdiff_value": ("reduce", (0,))}
+    library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
+    hvp_library, _, _, hvp_times, _ = _build(hvp_program, dtype,
+                                             {"symdiff_hvp": ("reduce", tuple(range(p)))}, cache)
+    times = {**times, **{f"hvp_{k}": v for k, v in hvp_times.items()}}
+    return HessianKernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
+                         library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
+                         compile_times=times, keys=keys, hvp_library=hvp_library,
+                         hessian_source=(hessian_program, cache))
+
+
+def _direction(v, p) -> np.ndarray:
+    """The direction of a Hessian-vector product: p real numbers (NaN in gives NaN out,
+    as for ``H @ v``; scipy's trust-krylov probes with such vectors)."""
+    try:
+        d = np.asarray(v)
+    except Exception as exc:
+        raise DataTypeError(f"the direction v must be a 1-D array of numbers: {exc}") from None
+    if d.dtype.kind not in "biuf":
+        raise DataTypeError(f"the direction v must hold real numbers, got dtype {d.dtype}")
+    if d.shape != (p,):
+        raise DataError(f"the direction v must have shape ({p},), one entry per parameter, "
+                        f"got shape {d.shape}")
+    return d.astype(np.float64)
+
+
+class HessianKernel(Kernel):
+    """Compiled mean loss, gradient and Hessian of an objective over a batch.
+
+    ``kernel(theta, data) -> (loss, grad, hess)``: means over the samples, in one pass
+    (``hess`` symmetric, shape (p, p); its code is compiled on the first such call, or by
+    :meth:`compile_hessian`). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
+    Hessian times ``v``, from a separate program that never forms the Hessian.
+    ``kernel.loss_grad(theta, data)`` and ``kernel.value(theta, data)`` are the first-order
+    calls. ``kernel.bind(data)`` returns the same calls without ``data``; its ``.hvp``
+    has scipy's ``hessp(x, p)`` signature.
+    """
+
+    def __init__(self, *, hvp_library, hessian_source, **common):
+        p = len(common["params"])
+        super().__init__(grad_name="symdiff_grad", value_name="symdiff_value", n_out=1 + p,
+                         **common)
+        self._hvp_library = hvp_library  # keeps the H v code alive
+        self._hvp = _Runner(hvp_library.addresses["symdiff_hvp"], p, self.lanes)
+        self._hessian_source = hessian_source
+        self._hessian_library = None
+        self._hess = None
+        self._hess_lock = threading.Lock()
+        self.n_params = p
+
+    def compile_hessian(self) -> "HessianKernel":
+        """Build and compile the Hessian program now (otherwise done on first use); self."""
+        with self._hess_lock:
+            if self._hess is None:
+                make_program, cache = self._hessian_source
+                program = make_program()
+                if len(program.outputs) != 1 + self.n_params + _triangle(self.n_params) \
+                        or program.data != self.data:
+                    raise ValueError("the Hessian program must give the loss, the gradient and "
+                                     "the Hessian's upper triangle over the same data")
+                library, _, _, times, _ = _build(
+                    program, self.dtype, {"symdiff_hessian": ("reduce", tuple(range(len(program.outputs))))},
+                    cache)
+                self.compile_times.update({f"hessian_{k}": v for k, v in times.items()})
+                self._hessian_library = library
+                self._hess = _Runner(library.addresses["symdiff_hessian"], len(program.outputs),
+                                     self.lanes)
+        return self
+
+    def _full(self, theta, cols, n, ptrs):
+        t = check_theta(theta, self.params)
+        if self._hess is None:
+            self.compile_hessian()
+        s = self._hess.run(t, ptrs, n, self.threads)
+        loss = s.item(0)
+        if not (loss == loss and abs(loss) != float("inf")):
+            _diagnose(cols, self.data, "loss")
+        p = self.n_params
+        return loss, s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+
+    def _hv(self, theta, v, cols, n, ptrs):
+        t = check_theta(theta, self.params)
+        return self._hvp.run(np.concatenate([t, _direction(v, self.n_params)]), ptrs, n,
+                             self.threads)
+
+    def __call__(self, theta, data=None):
+        """``(loss, grad, hess)``: means over the samples of ``data`` at ``theta``."""
+        cols, n, ptrs, _ = self._prepare(data)
+        return self._full(theta, cols, n, ptrs)
+
+    def loss_grad(self, theta, data=None):
+        """``(loss, grad)`` as an ordinary kernel returns them."""
+        return Kernel.__call__(self, theta, data)
+
+    def hessian(self, theta, data=None) -> np.ndarray:
+        """The mean Hessian alone, shape (p, p)."""
+        return self(theta, data)[2]
+
+    def hvp(self, theta, data, v) -> np.ndarray:
+        """The mean Hessian at ``theta`` times the direction ``v``, shape (p,)."""
+        cols, n, ptrs, _ = self._prepare(data)
+        return self._hv(theta, v, cols, n, ptrs)
+
+    def bind(self, data) -> "BoundHessian":
+        cols, n = check_columns(data, self.data, self.dtype)
+        return BoundHessian(self, cols, n)
+
+    def __repr__(self):
+        return (f"<symdiff HessianKernel params={len(self.params)} data={len(self.data)} "
+                f"dtype={self.dtype} lanes={self.lanes} threads={self.threads}>")
+
+
+class BoundHessian(_Bound):
+    """A :class:`HessianKernel` with its data bound: ``bound(theta) -> (loss, grad, hess)``;
+    also ``.loss_grad(theta)``, ``.value(theta)``, ``.hessian(theta)`` and ``.hvp(theta, v)``
+    (scipy's ``hessp``)."""
+
+    def __init__(self, kernel, cols, n):
+        super().__init__(kernel, cols, n)
+        self._first = BoundKernel(kernel, cols, n)
+
+    def __call__(self, theta):
+        return self.kernel._full(theta, self._cols, self.n, self._ptrs)
+
+    def loss_grad(self, theta):
+        return self._first(theta)
+
+    def value(self, theta) -> float:
+        return self._first.value(theta)
+
+    def hessian(self, theta) -> np.ndarray:
+        return self(theta)[2]
+
+    def hvp(self, theta, v) -> np.ndarray:
+        return self.kernel._hv(theta, v, self._cols, self.n, self._ptrs)

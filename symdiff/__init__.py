@@ -16,6 +16,8 @@ from .nets import mlp
 from .parse import parse_formula, parse_model
 from .regularization import l1, l2, regularized
 from .residuals import Residuals
+from .second_derivatives import hessian
+from .minimization import minimize
 from .fit_result import LeastSquaresResult
 from .least_squares import least_squares
 from .curve_fit import curve_fit
@@ -26,8 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp", "Program",
            "Instr", "evaluate", "losses", "optim", "schedules", "fit", "FitResult", "History",
-           "l1", "l2", "regularized", "Residuals", "least_squares", "curve_fit", "LeastSquaresResult",
-           "parse_formula", "parse_model",
+           "l1", "l2", "regularized", "Residuals", "hessian", "minimize", "parse_formula", "parse_model",
+           "least_squares", "curve_fit", "LeastSquaresResult",
            "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",

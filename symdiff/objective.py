@@ -219,6 +219,14 @@ class Objective:
             d.times["linearize"] = time.perf_counter() - t0
         return self._program
 
+    @_guard_depth
+    def hessian(self) -> sp.Matrix:
+        """The per-sample Hessian in ``params`` order, a symmetric :class:`sympy.Matrix`."""
+        if getattr(self, "_hessian", None) is None:
+            from .second_derivatives import objective_hessian
+            self._hessian = objective_hessian(self)
+        return self._hessian.copy()
+
     def latex(self) -> str:
         """The loss and its gradient as a LaTeX ``aligned`` block."""
         lines = [r"L &= " + sp.latex(self.loss)]
@@ -250,10 +258,18 @@ class Objective:
         return Objective(self.loss + penalty, self.params, self.data)
 
     # -- native ---------------------------------------------------------------------
-    def compile(self, dtype=np.float64, threads=None, cache=True):
-        """A compiled kernel: ``kernel(theta, data) -> (mean loss, mean gradient)``."""
+    def compile(self, dtype=np.float64, threads=None, cache=True, hessian=False):
+        """A compiled kernel: ``kernel(theta, data) -> (mean loss, mean gradient)``.
+
+        ``hessian=True``: a :class:`codegen.second_order.HessianKernel`,
+        ``kernel(theta, data) -> (loss, gradient, Hessian)`` (means, one pass) with
+        ``kernel.hvp(theta, data, v)``, the mean Hessian times ``v`` without forming it.
+        """
         import codegen
 
+        if hessian:
+            from .second_derivatives import compile_hessian
+            return compile_hessian(self, dtype=dtype, threads=threads, cache=cache)
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
         if k is None:
