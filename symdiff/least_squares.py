@@ -13,6 +13,7 @@ directions are dropped as in curve_fit's pseudo-inverse.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import OrderedDict
 
@@ -62,7 +63,9 @@ def _model_expr(model, target):
     return _as_expr(model, "model"), target
 
 
+@functools.lru_cache(maxsize=256)
 def _names_in(expr):
+    """``{name: symbol}`` of ``expr``'s free symbols (cached: fits are called in loops)."""
     from .objective import _free_symbols
     return {s.name: s for s in _free_symbols(expr)}
 
@@ -189,17 +192,17 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
     residuals = residuals_for(expr, target, params, inputs, sigma is not None)
     kernel = residuals.compile()
     bound = kernel.bind(cols)
-    lower, upper = (-np.inf, np.inf) if bounds is None else bounds
 
     if method == "lm":
         out = levenberg_marquardt(bound, theta0, jacobian=lambda t: (bound.residuals(t), bound.jacobian(t)),
-                                  bounds=(lower, upper), xtol=xtol, ftol=ftol, gtol=gtol,
+                                  bounds=bounds, xtol=xtol, ftol=ftol, gtol=gtol,
                                   max_nfev=max_nfev)
         x, nfev, success, message, status = out.x, out.nfev, out.success, out.message, out.status
         sums = (out.rss, out.jtr, out.jtj)
     else:
         from scipy.optimize import least_squares as scipy_least_squares
         kw = {} if max_nfev is None else {"max_nfev": max_nfev}
+        lower, upper = (-np.inf, np.inf) if bounds is None else bounds
         with np.errstate(all="ignore"):
             sol = scipy_least_squares(bound.residuals, theta0, jac=bound.jacobian, bounds=(lower, upper),
                                       method=method, loss=loss, xtol=xtol, ftol=ftol, gtol=gtol, **kw)

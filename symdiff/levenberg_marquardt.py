@@ -81,7 +81,7 @@ class _Linearization:
     @classmethod
     def from_normal(cls, jtr, jtj, d):
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
-        s2, V = np.linalg.eigh(jtj / d / d[:, None])
+        s2, V = np.linalg.eigh(jtj / np.outer(d, d))
         s2 = np.maximum(s2, 0.0)
         a = (jtr / d) @ V
         return cls(s2, V, a, s2 > _EPS * len(d) * s2[-1])
@@ -209,7 +209,9 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, x
     p = x0.size
     if max_nfev is None:
         max_nfev = 100 * (p + 1)
-    box = _Bounds(*(bounds if bounds is not None else (-np.inf, np.inf)), p)
+    box = _Bounds(*bounds, p) if bounds is not None else None
+    if box is not None and not box.active:
+        box = None
     with np.errstate(all="ignore"):
         return _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback)
 
@@ -223,7 +225,7 @@ class _State:
 
 def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback):
     nfev = njev_extra = 0
-    bounded = box.active
+    bounded = box is not None
 
     def evaluate(u):
         nonlocal nfev
@@ -233,7 +235,10 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
         st.x = x = box.to_external(u) if bounded else u
         out = fun(x)
         if form == "normal":
-            rss, g, A = float(out[0]), np.asarray(out[1], float), np.asarray(out[2], float)
+            rss, g, A = out
+            rss = float(rss)
+            if type(g) is not np.ndarray or type(A) is not np.ndarray:
+                g, A = np.asarray(g, float), np.asarray(A, float)
             st.r = st.J = None
         else:
             r, J = np.asarray(out[0], float).ravel(), np.asarray(out[1], float).reshape(-1, p)
@@ -273,8 +278,7 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
             delta = factor * xnorm if xnorm > 0 else factor
         fnorm = math.sqrt(rss)
         if fnorm > 0:
-            cosines = np.abs(g) / (colnorm * fnorm)
-            gnorm = float(np.max(np.where(colnorm > 0, cosines, 0.0)))
+            gnorm = float(np.max(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
         else:
             gnorm = 0.0
         if gnorm <= gtol:
