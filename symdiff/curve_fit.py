@@ -17,7 +17,7 @@ from collections import OrderedDict
 import numpy as np
 import sympy as sp
 
-from .errors import DataError, FormulaError, SymdiffError, SymdiffWarning
+from .errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
 from .least_squares import fit_least_squares
 from .tracing import TraceError, function_name, trace
 
@@ -145,12 +145,16 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     Levenberg–Marquardt (bounds by a change of variables), ``"trf"``/``"dogbox"`` for
     scipy's solvers on symdiff's kernels. ``sigma``: 1-D standard deviations (a 2-D
     covariance is not supported). Keywords: ``xtol``, ``ftol``, ``gtol``, ``max_nfev``
-    (or ``maxfev``), ``loss``. Raises :class:`OptimalParametersNotFound` (a
+    (or ``maxfev``), ``loss``; NaN in the data raise a DataError (scipy's
+    ``check_finite``; ``nan_policy`` other than ``"raise"`` is refused). Raises :class:`OptimalParametersNotFound` (a
     ``RuntimeError``) when the fit does not converge, as scipy does.
     """
     unknown = set(kwargs) - _OPTIONS
     if unknown:
         raise TypeError(f"curve_fit got unexpected keyword argument(s) {sorted(unknown)}")
+    if kwargs.get("nan_policy") not in (None, "raise"):
+        raise UnsupportedError(f"nan_policy={kwargs['nan_policy']!r} is not supported: drop the NaN "
+                               "rows before fitting (symdiff raises on NaN, as nan_policy='raise')")
     x = np.asarray(xdata, dtype=float)
     y = np.asarray(ydata, dtype=float).ravel()
     if x.ndim == 1:
