@@ -198,14 +198,14 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
                             absolute_sigma=absolute_sigma,
                             bounds=None if no_bounds else (lower, upper),
                             loss=kwargs.get("loss", "linear"), method=method, max_nfev=max_nfev,
-                            **tol)
+                            report=False, **tol)
     if not res.success:
         raise OptimalParametersNotFound(f"Optimal parameters not found: {res.message}")
-    pcov = res.covariance
+    pcov = res.covariance(absolute_sigma)
     if not np.all(np.isfinite(pcov)):
         import warnings
         warnings.warn("Covariance of the parameters could not be estimated", SymdiffWarning,
                       stacklevel=2)
     if full_output:
-        return res.x, pcov, {"nfev": res.nfev, "fvec": res._residuals()}, res.message, res.status
+        return res.x, pcov, {"nfev": res.nfev, "fvec": res.bound.residuals(res.x)}, res.message, res.status
     return res.x, pcov

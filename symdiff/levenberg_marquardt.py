@@ -67,6 +67,21 @@ class LMResult:
     history: list = field(default_factory=list, repr=False)
 
 
+def _eigh(matrix):
+    """``np.linalg.eigh`` (lower triangle) without its Python wrapper, whose checks cost
+    three times the decomposition of a small matrix; the wrapper when unavailable."""
+    try:
+        return _EIGH_LO(matrix)
+    except Exception:
+        return np.linalg.eigh(matrix)
+
+
+try:
+    from numpy.linalg._umath_linalg import eigh_lo as _EIGH_LO
+except ImportError:  # pragma: no cover - other numpy layouts
+    _EIGH_LO = np.linalg.eigh
+
+
 class _Linearization:
     """The Gauss–Newton model at one point in eigen-coordinates of the scaled problem.
 
@@ -81,7 +96,7 @@ class _Linearization:
     @classmethod
     def from_normal(cls, jtr, jtj, d):
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
-        s2, V = np.linalg.eigh(jtj / np.outer(d, d))
+        s2, V = _eigh(jtj / (d[:, None] * d))
         s2 = np.maximum(s2, 0.0)
         a = (jtr / d) @ V
         return cls(s2, V, a, s2 > _EPS * len(d) * s2[-1])
@@ -112,14 +127,21 @@ class _Linearization:
         anorm = math.sqrt(self.a @ self.a)
         upper = anorm / delta
         lower = 0.0
-        if lam <= 0.0 or not np.isfinite(lam):
+        if lam <= 0.0 or not math.isfinite(lam):
             lam = max(upper * 1e-3, 1e-300)
         lam = min(max(lam, lower), upper)
+        # the secular iterations in plain floats: p is small and numpy's per-call cost is not
+        a2 = [v * v for v in self.a.tolist()]
+        s2 = self.s2.tolist()
         for _ in range(60):
             if lam <= 0.0:
                 lam = max(1e-3 * upper, 1e-300)
-            c = self.step(lam)
-            cnorm = math.sqrt(c @ c)
+            cnorm2 = w2 = 0.0
+            for ai2, si2 in zip(a2, s2):
+                q = ai2 / ((si2 + lam) * (si2 + lam))
+                cnorm2 += q
+                w2 += q / (si2 + lam)
+            cnorm = math.sqrt(cnorm2)
             phi = cnorm - delta
             if abs(phi) <= 0.1 * delta:
                 break
@@ -128,11 +150,11 @@ class _Linearization:
             else:
                 upper = min(upper, lam)
             # Newton on 1/‖c(λ)‖ − 1/Δ, nearly linear in λ
-            w2 = float(c @ (c / (self.s2 + lam)))
-            new = lam + (cnorm - delta) * cnorm ** 2 / (delta * w2) if w2 > 0 else 2 * lam
+            new = lam + (cnorm - delta) * cnorm2 / (delta * w2) if w2 > 0 else 2 * lam
             if not (lower < new < upper):
                 new = 0.5 * (lower + upper) if upper > lower else new
             lam = new
+        c = self.step(lam)
         return lam, c
 
 
