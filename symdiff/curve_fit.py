@@ -24,7 +24,7 @@ from .tracing import TraceError, function_name, trace
 _TRACES: "OrderedDict[tuple, tuple]" = OrderedDict()
 _TRACE_CACHE_SIZE = 64
 _TARGET = sp.Symbol("_symdiff_y", real=True)
-_OPTIONS = {"xtol", "ftol", "gtol", "max_nfev", "maxfev", "loss", "check_finite", "nan_policy"}
+_OPTIONS = {"xtol", "ftol", "gtol", "max_nfev", "maxfev", "loss", "check_finite", "nan_policy", "jac"}
 
 
 class OptimalParametersNotFound(SymdiffError, RuntimeError):
@@ -145,7 +145,8 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     Levenberg–Marquardt (bounds by a change of variables), ``"trf"``/``"dogbox"`` for
     scipy's solvers on symdiff's kernels. ``sigma``: 1-D standard deviations (a 2-D
     covariance is not supported). Keywords: ``xtol``, ``ftol``, ``gtol``, ``max_nfev``
-    (or ``maxfev``), ``loss``; NaN in the data raise a DataError (scipy's
+    (or ``maxfev``), ``loss``; ``jac`` is accepted and not needed (the Jacobian is derived
+    exactly from ``f``); NaN in the data raise a DataError (scipy's
     ``check_finite``; ``nan_policy`` other than ``"raise"`` is refused). Raises :class:`OptimalParametersNotFound` (a
     ``RuntimeError``) when the fit does not converge, as scipy does.
     """
