@@ -67,6 +67,21 @@ class LMResult:
     history: list = field(default_factory=list, repr=False)
 
 
+def _eigh(matrix):
+    """``np.linalg.eigh`` (lower triangle) without its Python wrapper, whose checks cost
+    three times the decomposition of a small matrix; the wrapper when unavailable."""
+    try:
+        return _EIGH_LO(matrix)
+    except Exception:
+        return np.linalg.eigh(matrix)
+
+
+try:
+    from numpy.linalg._umath_linalg import eigh_lo as _EIGH_LO
+except ImportError:  # pragma: no cover - other numpy layouts
+    _EIGH_LO = np.linalg.eigh
+
+
 class _Linearization:
     """The Gauss–Newton model at one point in eigen-coordinates of the scaled problem.
 
@@ -81,7 +96,7 @@ class _Linearization:
     @classmethod
     def from_normal(cls, jtr, jtj, d):
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
-        s2, V = np.linalg.eigh(jtj / d / d[:, None])
+        s2, V = _eigh(jtj / (d[:, None] * d))
         s2 = np.maximum(s2, 0.0)
         a = (jtr / d) @ V
         return cls(s2, V, a, s2 > _EPS * len(d) * s2[-1])
@@ -91,6 +106,15 @@ class _Linearization:
         U, s, Vt = np.linalg.svd(J / d, full_matrices=False)
         a = s * (U.T @ r)
         floor = _EPS * max(J.shape) * s.max(initial=0.0)
+        return cls(s * s, Vt.T, a, s > floor)
+
+    @classmethod
+    def from_qr(cls, R, qtr, d):
+        """From ``J = QR`` and ``Qᵀr`` (a streaming QR of the Jacobian): ``J D⁻¹`` and
+        ``R D⁻¹`` share singular values and right vectors, so nothing is squared."""
+        U, s, Vt = np.linalg.svd(R / d, full_matrices=False)
+        a = s * (U.T @ qtr)
+        floor = _EPS * max(R.shape) * s.max(initial=0.0)
         return cls(s * s, Vt.T, a, s > floor)
 
     def step(self, lam):
@@ -112,14 +136,21 @@ class _Linearization:
         anorm = math.sqrt(self.a @ self.a)
         upper = anorm / delta
         lower = 0.0
-        if lam <= 0.0 or not np.isfinite(lam):
+        if lam <= 0.0 or not math.isfinite(lam):
             lam = max(upper * 1e-3, 1e-300)
         lam = min(max(lam, lower), upper)
+        # the secular iterations in plain floats: p is small and numpy's per-call cost is not
+        a2 = [v * v for v in self.a.tolist()]
+        s2 = self.s2.tolist()
         for _ in range(60):
             if lam <= 0.0:
                 lam = max(1e-3 * upper, 1e-300)
-            c = self.step(lam)
-            cnorm = math.sqrt(c @ c)
+            cnorm2 = w2 = 0.0
+            for ai2, si2 in zip(a2, s2):
+                q = ai2 / ((si2 + lam) * (si2 + lam))
+                cnorm2 += q
+                w2 += q / (si2 + lam)
+            cnorm = math.sqrt(cnorm2)
             phi = cnorm - delta
             if abs(phi) <= 0.1 * delta:
                 break
@@ -128,11 +159,11 @@ class _Linearization:
             else:
                 upper = min(upper, lam)
             # Newton on 1/‖c(λ)‖ − 1/Δ, nearly linear in λ
-            w2 = float(c @ (c / (self.s2 + lam)))
-            new = lam + (cnorm - delta) * cnorm ** 2 / (delta * w2) if w2 > 0 else 2 * lam
+            new = lam + (cnorm - delta) * cnorm2 / (delta * w2) if w2 > 0 else 2 * lam
             if not (lower < new < upper):
                 new = 0.5 * (lower + upper) if upper > lower else new
             lam = new
+        c = self.step(lam)
         return lam, c
 
 
@@ -191,8 +222,8 @@ class _Bounds:
 ILL_CONDITIONED = 1e-10
 
 
-def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, xtol=1e-8,
-                        ftol=1e-8, gtol=1e-8, max_nfev=None, factor=100.0,
+def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, qr=None, bounds=None,
+                        xtol=1e-8, ftol=1e-8, gtol=1e-8, max_nfev=None, factor=100.0,
                         callback=None) -> LMResult:
     """Minimize a sum of squares by Levenberg–Marquardt with MINPACK's rules.
 
@@ -209,9 +240,12 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, x
     p = x0.size
     if max_nfev is None:
         max_nfev = 100 * (p + 1)
-    box = _Bounds(*(bounds if bounds is not None else (-np.inf, np.inf)), p)
+    box = _Bounds(*bounds, p) if bounds is not None else None
+    if box is not None and not box.active:
+        box = None
     with np.errstate(all="ignore"):
-        return _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback)
+        return _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, factor,
+                        callback)
 
 
 class _State:
@@ -221,9 +255,9 @@ class _State:
     __slots__ = ("u", "x", "rss", "g", "A", "gx", "Ax", "r", "J", "finite")
 
 
-def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback):
+def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, factor, callback):
     nfev = njev_extra = 0
-    bounded = box.active
+    bounded = box is not None
 
     def evaluate(u):
         nonlocal nfev
@@ -233,7 +267,10 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
         st.x = x = box.to_external(u) if bounded else u
         out = fun(x)
         if form == "normal":
-            rss, g, A = float(out[0]), np.asarray(out[1], float), np.asarray(out[2], float)
+            rss, g, A = out
+            rss = float(rss)
+            if type(g) is not np.ndarray or type(A) is not np.ndarray:
+                g, A = np.asarray(g, float), np.asarray(A, float)
             st.r = st.J = None
         else:
             r, J = np.asarray(out[0], float).ravel(), np.asarray(out[1], float).reshape(-1, p)
@@ -273,8 +310,7 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
             delta = factor * xnorm if xnorm > 0 else factor
         fnorm = math.sqrt(rss)
         if fnorm > 0:
-            cosines = np.abs(g) / (colnorm * fnorm)
-            gnorm = float(np.max(np.where(colnorm > 0, cosines, 0.0)))
+            gnorm = float(np.max(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
         else:
             gnorm = 0.0
         if gnorm <= gtol:
@@ -283,7 +319,15 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
             lin = _Linearization.from_jacobian(state.r, state.J, d)
         else:
             lin = _Linearization.from_normal(g, A, d)
-            if jacobian is not None and lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]:
+            ill = lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]
+            if ill and qr is not None:
+                _, R, qtr = qr(state.x)
+                R = np.asarray(R, float)
+                if bounded:
+                    R = R * box.derivative(u)
+                njev_extra += 1
+                lin = _Linearization.from_qr(R, np.asarray(qtr, float), d)
+            elif ill and jacobian is not None:
                 r, J = jacobian(state.x)
                 J = np.asarray(J, float).reshape(-1, p)
                 if bounded:

@@ -130,3 +130,20 @@ def test_every_problem_minpack_solves_we_solve(problem, start):
         assert not any(reaches(ref, o, rel=1e-4) for o in problem.optima)
         return
     assert res.rss <= ref * (1 + 1e-5) + 1e-24, (res.rss, ref)
+
+
+def test_streaming_qr_form_matches_the_jacobian_svd():
+    """``qr=`` (R and Qᵀr, as a TSQR gives them) steps exactly like the SVD of J."""
+    def qr_of(problem):
+        def qr(x):
+            r, J = problem.rJ(x)
+            Q, R = np.linalg.qr(J)
+            return float(r @ r), R, Q.T @ r
+        return qr
+    for name, start in [("MGH09", 0), ("MGH17", 0)]:
+        problem = nist_problem(name)
+        by_svd = solve(problem, problem.starts[start])
+        by_qr = levenberg_marquardt(problem.normal, problem.starts[start], qr=qr_of(problem))
+        assert by_qr.njev > by_qr.nfev          # the fallback ran
+        np.testing.assert_allclose(by_qr.x, by_svd.x, rtol=1e-6)
+        assert reaches(by_qr.rss, problem.optima[0], rel=1e-8)
