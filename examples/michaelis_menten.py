@@ -44,7 +44,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="Writes michaelis_menten.png into --out.")
     parser.add_argument("--out", type=Path, default=Path("."),
-                        help="directory for michaelis_menten.png (default: current directory)")
+                        help="directory for michaelis_menten.png (default: the current directory)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 

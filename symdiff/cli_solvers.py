@@ -126,7 +126,7 @@ def run_lm_fit(args, problem) -> int:
     n = problem.target.size
 
     starts = {p.name: float(v) for p, v in zip(problem.params, theta0)}
-    print(f"\nmodel      {args.model}")
+    print(f"model      {args.model}")
     print(f"data       {n} rows of {args.data}" + (f", weights 1/{args.sigma}^2" if sigma is not None else ""))
     print("start      " + ", ".join(f"{k}={v:.6g} ({source[k]})" for k, v in starts.items()))
     ignored = [flag for flag, value, default_value in (("--lr", args.lr, 0.01), ("--epochs", args.epochs, 500),
@@ -222,7 +222,7 @@ def run_minimize_fit(args, problem, method) -> int:
     prediction = problem.predict(theta, problem.data)
     score_name, score = _score(args.loss, prediction, problem.target)
     n = problem.target.size
-    print(f"\nmodel      {args.model}")
+    print(f"model      {args.model}")
     print(f"data       {n} rows of {args.data}")
     print("start      " + ", ".join(f"{p.name}={v:.6g} ({source[p.name]})" for p, v in zip(problem.params, theta0)))
     print(f"method     {method} on the mean {args.loss} loss: {'converged' if result.success else 'NOT converged'} "

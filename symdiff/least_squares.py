@@ -112,6 +112,11 @@ def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
         keep = s2 > np.finfo(float).eps * p * s2.max()
     inv = (V[:, keep] / s2[keep]) @ V[:, keep].T
     cov = inv / np.outer(d, d)
+    # a direction the data do not constrain (rank(J) < p) leaves every parameter it moves
+    # undetermined: infinite variance, not the pseudo-inverse's finite (and meaningless) one
+    moved = np.linalg.norm(V[:, ~keep], axis=1) > 1e-6
+    cov[moved, :] = np.inf
+    cov[:, moved] = np.inf
     if not absolute_sigma:
         if dof > 0:
             cov = cov * (rss / dof)

@@ -37,6 +37,14 @@ def test_typo_in_a_variable_warns_naming_column_and_parameter(capsys, decay_csv)
     assert out.startswith("model ")
 
 
+def test_typo_with_least_squares_exits_3_with_undetermined_parameters(capsys, decay_csv):
+    status, out, err = run(capsys, "fit", "y ~ a*exp(-b*t) + c", "--data", str(decay_csv), "--quiet")
+    assert status == 3
+    assert "column 'x' is unused; did you mean x instead of parameter t?" in err
+    assert "do not determine a, b, t, c" in err
+    assert "t =  1 +/- inf" in out
+
+
 def test_strict_makes_an_unused_column_an_error_before_fitting(capsys, decay_csv):
     status, out, err = run(capsys, "fit", "y ~ a*exp(-b*t) + c", "--data", str(decay_csv), "--strict",
                            "--quiet")
