@@ -169,10 +169,10 @@ def test_streaming_qr_keeps_the_digits_normal_equations_lose():
     _, Rm, qtr = kernel.qr(zero, data, block_rows=97)
     normal = -np.linalg.solve(jtj, jtr)
     streamed = -np.linalg.solve(Rm, qtr)
-    mpmath.mp.dps = 50
-    A = mpmath.matrix([[mpmath.mpf(float(t)) ** j for j in range(7)] for t in X])
-    b = mpmath.matrix([mpmath.mpf(float(t)) for t in Y])
-    exact = np.array(mpmath.lu_solve(A.T * A, A.T * b), dtype=float)
+    with mpmath.workdps(50):  # mpmath's precision is global: other tests' references rely on theirs
+        A = mpmath.matrix([[mpmath.mpf(float(t)) ** j for j in range(7)] for t in X])
+        b = mpmath.matrix([mpmath.mpf(float(t)) for t in Y])
+        exact = np.array(mpmath.lu_solve(A.T * A, A.T * b), dtype=float)
 
     def error(z):
         return np.abs(z - exact).max() / np.abs(exact).max()
