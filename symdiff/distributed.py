@@ -1,0 +1,426 @@
+"""Fits on data held by a Dask cluster: kernels run where the partitions are.
+
+Every full-batch quantity symdiff computes is a sum over samples (the loss and its
+gradient, the Hessian, the Gauss-Newton ``Σr²``, ``Jᵀr``, ``JᵀJ``), and sums split
+exactly over partitions. :func:`bind` is the one integration point: given an objective
+(or :class:`~symdiff.Residuals`) and data held by Dask, it returns a callable with the
+contract of the local bound kernel (``theta -> the same outputs``, means or sums as the
+local one gives them) that
+
+* validates and persists the partitions on the workers once (contiguous columns of the
+  kernel's dtype; a missing or non-numeric column, NaN or mismatched chunks raise a
+  :class:`~symdiff.errors.DataError` naming the column and partition, at bind time);
+* ships the kernel as its IR programs, a small picklable recipe, compiled once per worker
+  process and kept there (keyed by the programs' digest; the on-disk compile cache makes
+  a restarted worker cheap);
+* sends only theta each call, one task per partition, and gets back partial *sums*
+  (at most p² + p + 1 numbers per partition), added in partition order; means divide
+  by the global n. Each partition runs single-threaded, so its partial sum does not
+  depend on which worker computes it: reruns, and fits during which Dask recomputed a
+  lost partition elsewhere, are bit-identical.
+
+The active ``dask.distributed`` client is used; without one, the partitions are computed
+once by Dask's default scheduler into this process and the same per-partition code runs
+here. Dask is imported only when data is a Dask collection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DataError, DataTypeError, UnsupportedError
+
+#: per worker process: recipe digest -> compiled kernel
+_KERNELS: dict = {}
+
+
+def is_dask(data) -> bool:
+    """Whether ``data`` is a Dask collection, or a mapping holding one (never imports dask)."""
+    def dask_object(obj):
+        return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
+
+    if dask_object(data):
+        return True
+    if hasattr(data, "keys") and hasattr(data, "values") and not hasattr(data, "columns"):
+        try:
+            return any(dask_object(v) for v in data.values())
+        except Exception:
+            return False
+    return False
+
+
+# -- the kernel, shipped as its programs -------------------------------------------
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a worker needs to compile a kernel: the kind, its IR programs, dtype, threads."""
+
+    kind: str          # "loss", "hessian" or "residuals"
+    programs: tuple
+    n_params: int
+    dtype: str
+    threads: int
+    digest: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        text = "\n".join([self.kind, self.dtype, str(self.threads)] + [repr(p) for p in self.programs])
+        object.__setattr__(self, "digest", hashlib.sha256(text.encode()).hexdigest())
+
+    def compile(self):
+        """The compiled kernel, once per process."""
+        k = _KERNELS.get(self.digest)
+        if k is None:
+            import codegen
+            import codegen.second_order as so
+
+            opts = dict(dtype=np.dtype(self.dtype), threads=self.threads, cache=True)
+            if self.kind == "loss":
+                k = codegen.compile_objective(self.programs[0], **opts)
+            elif self.kind == "hessian":
+                k = so.compile_hessian(*self.programs, **opts)
+            else:
+                k = so.compile_residuals(self.programs[0], self.n_params, **opts)
+            _KERNELS[self.digest] = k
+        return k
+
+
+def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
+    """The :class:`Recipe` of ``source``: an Objective (``hessian=True``: its Hessian
+    kernel) or a Residuals."""
+    from .objective import Objective
+    from .residuals import Residuals
+
+    dtype = np.dtype(dtype).str
+    if isinstance(source, Residuals):
+        programs, kind = (source.program(),), "residuals"
+    elif isinstance(source, Objective):
+        if hessian:
+            from .second_derivatives import hessian_program, hvp_program
+            programs, kind = (hessian_program(source), hvp_program(source)), "hessian"
+        else:
+            programs, kind = (source.program(),), "loss"
+    else:
+        raise TypeError(f"distributed.bind needs an sd.Objective or sd.Residuals, "
+                        f"got {type(source).__name__}")
+    if getattr(programs[0], "shapes", ()):
+        raise UnsupportedError("array (matrix) objectives on Dask data are not supported yet; "
+                               "use scalar data columns")
+    return Recipe(kind, programs, len(source.params), dtype, int(threads))
+
+
+# -- partitions ----------------------------------------------------------------------
+
+class Part:
+    """One validated partition: contiguous finite columns in the kernel's order."""
+
+    __slots__ = ("cols", "n", "index")
+
+    def __init__(self, cols, n, index):
+        self.cols, self.n, self.index = cols, n, index
+
+    def __reduce__(self):
+        return (Part, (self.cols, self.n, self.index))
+
+
+def checked_part(names, columns, dtype, index) -> Part:
+    """Validate one partition's columns; errors name the column and the partition."""
+    dtype = np.dtype(dtype)
+    out, n = [], None
+    for name, c in zip(names, columns):
+        a = np.asarray(c)
+        if a.dtype.kind not in "biuf":
+            raise DataTypeError(f"data column {name!r} in partition {index} holds {a.dtype}, "
+                                f"not real numbers")
+        if a.ndim != 1:
+            raise DataError(f"data column {name!r} in partition {index} must be 1-D, got shape {a.shape}")
+        if n is None:
+            n = a.shape[0]
+        elif a.shape[0] != n:
+            raise DataError(f"data column {name!r} has {a.shape[0]} rows in partition {index}, "
+                            f"but {names[0]!r} has {n}: give every column the same row chunks")
+        with np.errstate(over="ignore"):
+            a = np.ascontiguousarray(a, dtype=dtype)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"data column {name!r} contains {a[row]} at row {row} of partition "
+                            f"{index}")
+        out.append(a)
+    return Part(tuple(out), n or 0, index)
+
+
+def _from_frame(frame, names, dtype, index):
+    return checked_part(names, [frame[name].to_numpy() for name in names], dtype, index)
+
+
+def _from_chunks(names, dtype, index, *chunks):
+    return checked_part(names, chunks, dtype, index)
+
+
+def _length(part) -> int:
+    return part.n
+
+
+def partial_sums(part, recipe, method, theta) -> np.ndarray:
+    """Sums over one partition: ``method`` is "grad" (loss and gradient, or the
+    Gauss-Newton sums), "value" (loss or Σr²), "hessian" or "hvp" (theta then v)."""
+    kernel = recipe.compile()
+    runner = {"grad": kernel._grad, "value": kernel._value,
+              "hessian": getattr(kernel, "_hess", None), "hvp": getattr(kernel, "_hvp", None)}[method]
+    if part.n == 0:
+        return np.zeros(runner.n_out)
+    ptrs = np.array([c.__array_interface__["data"][0] for c in part.cols] or [0], dtype=np.uintp)
+    return runner.run(np.ascontiguousarray(theta, dtype=np.float64), ptrs, part.n,
+                      kernel.threads, scale=1.0)
+
+
+# -- data -> per-partition tasks -------------------------------------------------------
+
+def prepared_partitions(data, names, dtype) -> list:
+    """Dask delayed objects, one per partition, each computing a validated :class:`Part`.
+
+    Column presence, dtypes and chunk agreement are checked here from Dask's metadata,
+    without computing anything.
+    """
+    import dask
+
+    if not names:
+        raise DataError("Dask data needs at least one data column; this objective has none")
+    dtype = np.dtype(dtype).str
+    if hasattr(data, "columns") and hasattr(data, "to_delayed"):
+        missing = [n for n in names if n not in data.columns]
+        if missing:
+            raise DataError(f"missing data column(s) {missing} in the Dask DataFrame; "
+                            f"got columns {list(map(str, data.columns))}")
+        for name in names:
+            dt = data.dtypes[name]
+            if getattr(dt, "kind", "O") not in "biuf":
+                raise DataTypeError(f"data column {name!r} holds {dt}, not real numbers "
+                                    f"(every partition)")
+        parts = data[names].to_delayed()
+        make = dask.delayed(_from_frame, pure=False)  # keys of this binding alone
+        return [make(p, names, dtype, i) for i, p in enumerate(parts)]
+    if hasattr(data, "keys"):
+        given = {(k.name if hasattr(k, "name") and not isinstance(k, str) else str(k)): k
+                 for k in data.keys()}
+        arrays = []
+        for name in names:
+            if name not in given:
+                raise DataError(f"missing data column {name!r}; got columns {sorted(given)}")
+            a = data[given[name]]
+            if type(a).__module__.split(".")[0] != "dask" or not hasattr(a, "chunks"):
+                raise DataTypeError(f"data column {name!r} is a {type(a).__name__}; with Dask data "
+                                    f"every column must be a dask array (da.from_array(...))")
+            if a.ndim != 1:
+                raise DataError(f"data column {name!r} must be a 1-D dask array, got shape {a.shape}")
+            if a.dtype.kind not in "biuf":
+                raise DataTypeError(f"data column {name!r} holds {a.dtype}, not real numbers")
+            arrays.append(a)
+        first = arrays[0].chunks[0]
+        for name, a in zip(names[1:], arrays[1:]):
+            rows = a.chunks[0]
+            if rows != first:
+                i = next((k for k, (r, f) in enumerate(zip(rows, first)) if r != f),
+                         min(len(rows), len(first)))
+                size = (lambda c: f"{c[i]} rows" if i < len(c) else "no rows")
+                where = (f"its partition {i} has {size(rows)}, that of {names[0]!r} "
+                         f"{size(first)} ({len(rows)} vs {len(first)} partitions)")
+                raise DataError(f"data column {name!r} is chunked differently from {names[0]!r}: "
+                                f"{where}; rechunk every column to the same row chunks")
+        chunks = [a.to_delayed().ravel() for a in arrays]
+        make = dask.delayed(_from_chunks, pure=False)
+        return [make(names, dtype, i, *cs) for i, cs in enumerate(zip(*chunks))]
+    raise DataTypeError(f"Dask data must be a dask DataFrame or a mapping of symbols to dask "
+                        f"arrays, got {type(data).__name__}")
+
+
+def active_client():
+    """The active ``dask.distributed`` client, or None (Dask's default scheduler)."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+class _OnCluster:
+    """Partitions persisted on the workers; each call one task per partition."""
+
+    def __init__(self, client, prepared, recipe):
+        import dask
+        self.client = client
+        self.parts = client.compute(prepared)
+        # the recipe is part of the graph (not scattered), so Dask can recompute it too
+        name = f"symdiff-recipe-{uuid.uuid4().hex}"
+        self.recipe = client.compute(dask.delayed(recipe, name=name, traverse=False))
+        self.lengths = client.gather(client.map(_length, self.parts, pure=False))
+
+    def sums(self, method, theta):
+        futures = self.client.map(partial_sums, self.parts, recipe=self.recipe, method=method,
+                                  theta=theta, pure=False)
+        return self.client.gather(futures)
+
+    def close(self):
+        self.client.cancel(self.parts + [self.recipe])
+
+
+class _InProcess:
+    """No client: partitions computed once by Dask's default scheduler, kept here."""
+
+    def __init__(self, prepared, recipe):
+        import dask
+        self.parts = list(dask.compute(*prepared))
+        self.recipe = recipe
+        self.lengths = [p.n for p in self.parts]
+
+    def sums(self, method, theta):
+        return [partial_sums(p, self.recipe, method, theta) for p in self.parts]
+
+    def close(self):
+        self.parts = []
+
+
+class DistributedBound:
+    """A kernel bound to Dask data: the local bound kernel's calls, computed where the data is.
+
+    ``n`` (rows), ``n_partitions``; ``stats``: calls, tasks, bytes of theta sent and of
+    partial sums received (payloads, not protocol overhead). ``close()`` releases the
+    persisted partitions (also when garbage collected).
+    """
+
+    def __init__(self, recipe, names, backend):
+        self.recipe = recipe
+        self.kind = recipe.kind
+        self.names = tuple(names)
+        self._backend = backend
+        self.n_partitions = len(backend.lengths)
+        self.n = int(sum(backend.lengths))
+        if self.n == 0:
+            raise DataError("empty batch: the Dask data has 0 samples")
+        self._param_names = [f"theta[{k}]" for k in range(recipe.n_params)]
+        self.stats = {"calls": 0, "tasks": 0, "bytes_sent": 0, "bytes_received": 0}
+
+    def _sums(self, method, theta, v=None) -> np.ndarray:
+        from codegen.kernel import check_theta
+        theta = check_theta(theta, self._param_names)
+        if v is not None:
+            from codegen.second_order import _direction
+            theta = np.concatenate([theta, _direction(v, len(theta))])
+        parts = self._backend.sums(method, theta)
+        total = np.array(parts[0], dtype=np.float64, copy=True)
+        for s in parts[1:]:
+            total += s
+        st = self.stats
+        st["calls"] += 1
+        st["tasks"] += len(parts)
+        st["bytes_sent"] += theta.nbytes * len(parts)
+        st["bytes_received"] += sum(np.asarray(s).nbytes for s in parts)
+        return total
+
+    def _mean_loss_grad(self, method="grad"):
+        def call(theta):
+            s = self._sums(method, theta) / self.n
+            return s.item(0), s[1:1 + self.recipe.n_params].copy()
+        return call
+
+    def __call__(self, theta):
+        p = self.recipe.n_params
+        if self.kind == "loss":
+            return self._mean_loss_grad()(theta)
+        from codegen.second_order import upper_to_symmetric
+        if self.kind == "hessian":
+            s = self._sums("hessian", theta) / self.n
+            return s.item(0), s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+        s = self._sums("grad", theta)
+        return s.item(0), s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+
+    def value(self, theta) -> float:
+        """The mean loss (the residual sum of squares for residuals)."""
+        s = self._sums("value", theta).item(0)
+        return s if self.kind == "residuals" else s / self.n
+
+    def loss_grad(self, theta):
+        """``(mean loss, mean gradient)`` of a Hessian kernel's objective."""
+        return self._mean_loss_grad()(theta)
+
+    def hessian(self, theta) -> np.ndarray:
+        return self(theta)[2]
+
+    def hvp(self, theta, v) -> np.ndarray:
+        """The mean Hessian at ``theta`` times ``v`` (scipy's ``hessp``)."""
+        return self._sums("hvp", theta, v) / self.n
+
+    def close(self):
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:
+                pass
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        return (f"<symdiff DistributedBound kind={self.kind} n={self.n} "
+                f"partitions={self.n_partitions}>")
+
+
+def bind(source, data, *, hessian=False, dtype=np.float64, threads=1, client=None) -> DistributedBound:
+    """Bind ``source`` (an Objective, its Hessian kernel with ``hessian=True``, or a
+    Residuals) to Dask ``data``: a dask DataFrame with columns named like the data
+    symbols, or a mapping {symbol or name: 1-D dask array} with the same row chunks.
+
+    Returns a :class:`DistributedBound` whose calls match ``source.compile(...).bind(data)``
+    on the gathered data. ``client``: a ``dask.distributed.Client`` (default: the active
+    one, if any; ``False`` or no active client: Dask's default scheduler computes the
+    partitions once into this process, and the same per-partition code runs here). ``threads``: kernel
+    threads per partition task (1: Dask's workers provide the parallelism, and results do
+    not depend on where a partition runs).
+    """
+    recipe = recipe_for(source, hessian=hessian, dtype=dtype, threads=threads)
+    names = [d.name for d in source.data]
+    prepared = prepared_partitions(data, names, recipe.dtype)
+    if not prepared:
+        raise DataError("empty batch: the Dask data has no partitions")
+    client = active_client() if client is None else (None if client is False else client)
+    backend = _OnCluster(client, prepared, recipe) if client is not None else _InProcess(prepared, recipe)
+    return DistributedBound(recipe, names, backend)
+
+
+def bind_any(source, data, *, hessian=False):
+    """``source.compile(hessian=...).bind(data)``, or :func:`bind` when ``data`` is Dask's."""
+    if is_dask(data):
+        return bind(source, data, hessian=hessian)
+    if hessian:
+        return source.compile(hessian=True).bind(data)
+    return source.compile().bind(data)
+
+
+def fit_bindings(objective, data, validation, batch_size):
+    """``(train, validation or None, n)`` bound kernels for a full-batch ``sd.fit`` on Dask data.
+
+    Mini-batches are not supported on Dask data (a shuffled mini-batch would gather rows
+    from every partition each step): ``batch_size`` must be None or at least n.
+    """
+    if isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
+        raise UnsupportedError("validation=<fraction> is not supported on Dask data; split it "
+                               "yourself (ddf.random_split([0.8, 0.2], random_state=0)) and pass "
+                               "the held-out part as validation=")
+    whole = bind_any(objective, data)
+    if batch_size is not None and batch_size < whole.n:
+        if hasattr(whole, "close"):
+            whole.close()
+        raise UnsupportedError(
+            f"mini-batch sd.fit (batch_size={batch_size}) on Dask data is not supported: use "
+            f"batch_size=None (full batch: each step is one pass over the {whole.n} rows where "
+            f"they are), or sd.minimize(objective, data) for L-BFGS")
+    validate = bind_any(objective, validation) if validation is not None else None
+    return whole, validate, whole.n

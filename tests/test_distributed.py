@@ -1,0 +1,236 @@
+"""Fits on Dask data: kernels run on a LocalCluster's workers, only theta and partial sums move.
+
+References: NumPy written by hand for the sums, the same fit on the gathered data (whose
+kernels are tested against sympy and finite differences elsewhere) for the solvers.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symdiff as sd
+from symdiff.errors import DataError, DataTypeError, UnsupportedError
+
+distributed = pytest.importorskip("distributed")
+dd = pytest.importorskip("dask.dataframe")
+da = pytest.importorskip("dask.array")
+pd = pytest.importorskip("pandas")
+
+from symdiff import distributed as sdd  # noqa: E402
+
+a, b, c, x, y = sp.symbols("a b c x y", real=True)
+MODEL = a * sp.exp(-b * x) + c
+OBJ = sd.Objective((MODEL - y) ** 2, [a, b, c], [x, y])
+N = 20_011  # odd: partitions of unequal length
+
+
+def make_data(n=N, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 4, n)
+    Y = 2.5 * np.exp(-0.8 * X) + 0.3 + 0.05 * rng.normal(size=n)
+    return X, Y
+
+
+X, Y = make_data()
+LOCAL = {"x": X, "y": Y}
+THETA = np.array([1.7, 0.5, 0.1])
+
+
+def frame(npartitions=3):
+    return dd.from_pandas(pd.DataFrame({"x": X, "y": Y}), npartitions=npartitions)
+
+
+def by_hand(theta):
+    """Mean loss, gradient and Hessian of (a e^{-bx} + c - y)^2, written out in NumPy."""
+    A, B, C = theta
+    e = np.exp(-B * X)
+    r = A * e + C - Y
+    J = np.stack([e, -A * X * e, np.ones_like(X)], axis=1)
+    H = 2 * J.T @ J / len(X)
+    cross = 2 * r * (-X * e)  # d2r/dadb
+    H[0, 1] += cross.mean()
+    H[1, 0] += cross.mean()
+    H[1, 1] += (2 * r * A * X * X * e).mean()
+    return np.mean(r * r), 2 * J.T @ r / len(X), H
+
+
+def test_import_symdiff_does_not_import_dask():
+    code = ("import sys, symdiff; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('dask', 'distributed', 'pandas')); print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_is_dask_without_importing():
+    assert sdd.is_dask(frame())
+    assert sdd.is_dask({x: da.from_array(X, chunks=5000)})
+    assert not sdd.is_dask(LOCAL)
+    assert not sdd.is_dask(np.zeros((3, 2)))
+
+
+def test_default_scheduler_without_client_matches_numpy():
+    # runs before the cluster fixture exists: no active client, Dask's default scheduler
+    assert sdd.active_client() is None
+    bound = sdd.bind(OBJ, frame())
+    loss, grad = bound(THETA)
+    ref_loss, ref_grad, ref_hess = by_hand(THETA)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-11)
+    hb = sdd.bind(OBJ, frame(), hessian=True)
+    np.testing.assert_allclose(hb(THETA)[2], ref_hess, rtol=1e-11)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from dask.distributed import Client, LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as cl:
+        yield cl
+
+
+def test_bound_calls_match_numpy_and_local_kernels(client):
+    ref_loss, ref_grad, ref_hess = by_hand(THETA)
+    bound = sdd.bind(OBJ, frame(4))
+    assert bound.n == N and bound.n_partitions == 4
+    loss, grad = bound(THETA)
+    np.testing.assert_allclose([loss, *grad], [ref_loss, *ref_grad], rtol=1e-11)
+    assert bound.value(THETA) == pytest.approx(ref_loss, rel=1e-12)
+
+    arrays = {x: da.from_array(X, chunks=6000), y: da.from_array(Y, chunks=6000)}
+    hb = sdd.bind(OBJ, arrays, hessian=True)
+    local = OBJ.compile(hessian=True).bind(LOCAL)
+    l2, g2, h2 = hb(THETA)
+    np.testing.assert_allclose(h2, ref_hess, rtol=1e-11)
+    np.testing.assert_allclose(g2, ref_grad, rtol=1e-11)
+    v = np.array([0.3, -1.0, 2.0])
+    np.testing.assert_allclose(hb.hvp(THETA, v), ref_hess @ v, rtol=1e-10)
+    np.testing.assert_allclose(hb.loss_grad(THETA)[1], local.loss_grad(THETA)[1], rtol=1e-12)
+
+    res = sd.Residuals(MODEL - y, [a, b, c], [x, y])
+    rb = sdd.bind(res, arrays)
+    rss, jtr, jtj = rb(THETA)
+    assert rss == pytest.approx(ref_loss * N, rel=1e-12)
+    np.testing.assert_allclose(jtr, ref_grad * N / 2, rtol=1e-11)
+    e = np.exp(-THETA[1] * X)
+    J = np.stack([e, -THETA[0] * X * e, np.ones_like(X)], axis=1)
+    np.testing.assert_allclose(jtj, J.T @ J, rtol=1e-11)
+    assert rb.value(THETA) == pytest.approx(rss, rel=1e-13)
+    # only theta out and p + 1 sums back per partition
+    before = dict(bound.stats)
+    bound(THETA)
+    moved = {k: bound.stats[k] - before[k] for k in before}
+    assert moved == {"calls": 1, "tasks": 4, "bytes_sent": 4 * 3 * 8, "bytes_received": 4 * 4 * 8}
+
+
+def test_reruns_and_the_default_scheduler_are_bit_identical(client):
+    one = sdd.bind(OBJ, frame(3))(THETA)
+    two = sdd.bind(OBJ, frame(3))(THETA)
+    here = sdd.bind(OBJ, frame(3), client=False)(THETA)
+    for other in (two, here):
+        assert one[0] == other[0] and np.array_equal(one[1], other[1])
+
+
+def test_minimize_lbfgs_agrees_with_the_local_fit(client):
+    start = {a: 1.0, b: 1.0, c: 0.0}
+    here = sd.minimize(OBJ, LOCAL, x0=start)
+    there = sd.minimize(OBJ, frame(3), x0=start)
+    assert there.success
+    np.testing.assert_allclose(there.x, here.x, rtol=1e-7, atol=1e-9)
+    assert there.fun == pytest.approx(here.fun, rel=1e-10)
+    newton = sd.minimize(OBJ, frame(3), x0=start, method="newton")
+    np.testing.assert_allclose(newton.x, here.x, rtol=1e-7, atol=1e-9)
+
+
+def test_full_batch_gradient_descent_agrees_with_the_local_fit(client):
+    kw = dict(optimizer=sd.optim.SGD(lr=0.1), epochs=15, progress=False, init="zeros")
+    here = sd.fit(OBJ, LOCAL, **kw)
+    there = sd.fit(OBJ, frame(3), **kw)
+    np.testing.assert_allclose(there.history.train_loss, here.history.train_loss, rtol=1e-12)
+    np.testing.assert_allclose(list(there.params_dict.values()), list(here.params_dict.values()),
+                               rtol=1e-12)
+    also_n = sd.fit(OBJ, frame(3), batch_size=N, **kw)
+    np.testing.assert_array_equal(also_n.history.train_loss, there.history.train_loss)
+
+
+def test_mini_batches_on_dask_data_say_what_is_supported(client):
+    with pytest.raises(UnsupportedError, match="batch_size=None"):
+        sd.fit(OBJ, frame(3), batch_size=100, epochs=1, progress=False)
+    with pytest.raises(UnsupportedError, match="random_split"):
+        sd.fit(OBJ, frame(3), validation=0.2, epochs=1, progress=False)
+
+
+def test_data_stays_on_the_workers(client):
+    """2e6 rows (32 MB) generated on the workers: the client allocates kilobytes."""
+    n, chunk = 2_000_000, 500_000
+    xs = da.random.RandomState(1).uniform(0, 4, size=n, chunks=chunk)
+    ys = 2.5 * da.exp(-0.8 * xs) + 0.3
+    tracemalloc.start()
+    try:
+        bound = sdd.bind(OBJ, {x: xs, y: ys})
+        for _ in range(5):
+            loss, grad = bound(THETA)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert bound.n == n and np.isfinite(loss)
+    assert peak < 2_000_000, f"the client allocated {peak} bytes for {16 * n} bytes of data"
+    bound.close()
+
+
+def test_missing_column_names_it(client):
+    ddf = dd.from_pandas(pd.DataFrame({"x": X, "z": Y}), npartitions=2)
+    with pytest.raises(DataError, match=r"missing data column.*'y'"):
+        sd.minimize(OBJ, ddf)
+
+
+def test_non_numeric_column_names_it(client):
+    ddf = dd.from_pandas(pd.DataFrame({"x": X, "y": Y.astype(str)}), npartitions=2)
+    with pytest.raises(DataTypeError, match="'y'"):
+        sdd.bind(OBJ, ddf)
+
+
+def test_nan_names_the_column_and_partition(client):
+    Ybad = Y.copy()
+    Ybad[15_000] = np.nan  # in the third of three partitions
+    ddf = dd.from_pandas(pd.DataFrame({"x": X, "y": Ybad}), npartitions=3)
+    start = ddf.divisions[2]
+    with pytest.raises(DataError, match=rf"'y' contains nan at row {15_000 - start} of partition 2"):
+        sd.fit(OBJ, ddf, epochs=2, progress=False)
+
+
+def test_mismatched_chunks_name_the_column_and_partition(client):
+    arrays = {x: da.from_array(X, chunks=5000), y: da.from_array(Y, chunks=(5000, 4000, 11011))}
+    with pytest.raises(DataError, match=r"'y' is chunked differently.*partition 1"):
+        sd.minimize(OBJ, arrays)
+    arrays = {x: da.from_array(X, chunks=5000), y: Y}
+    with pytest.raises(DataTypeError, match="'y'"):
+        sdd.bind(OBJ, arrays)
+
+
+def test_a_worker_killed_mid_fit_changes_nothing(client):
+    """Kill one worker process (its partitions with it) in the middle of an L-BFGS fit:
+    Dask recomputes them elsewhere and the fit ends bit-identical. (Last: it disturbs
+    the shared cluster, whose nanny restarts the worker.)"""
+    ddf = frame(4)
+    start = {a: 1.0, b: 1.0, c: 0.0}
+    calm = sd.minimize(OBJ, ddf, x0=start)
+    pids = list(client.run(os.getpid).values())
+    steps = []
+
+    def kill_one(intermediate):
+        steps.append(intermediate.fun)
+        if len(steps) == 3:
+            os.kill(pids[0], signal.SIGKILL)
+
+    rough = sd.minimize(OBJ, ddf, x0=start, callback=kill_one)
+    assert len(steps) > 3 and pids[0] not in client.run(os.getpid).values()
+    assert rough.success and rough.nit == calm.nit
+    np.testing.assert_array_equal(rough.x, calm.x)
+    assert rough.fun == calm.fun
