@@ -11,6 +11,9 @@ the outputs: symmetric matrices are stored as their upper triangle, row-major.
 
 from __future__ import annotations
 
+import functools
+import threading
+
 import numpy as np
 
 from symdiff.errors import DataError, DataTypeError
@@ -22,11 +25,18 @@ from .kernel import (_SIGNATURE, BoundKernel, Kernel, _Runner, _address, _diagno
 
 def upper_to_symmetric(values, p: int) -> np.ndarray:
     """The symmetric p-by-p matrix whose upper triangle, row-major, is ``values``."""
-    m = np.empty((p, p))
+    return np.asarray(values)[_symmetric_gather(p)]
+
+
+@functools.lru_cache(maxsize=64)
+def _symmetric_gather(p: int) -> np.ndarray:
+    """Indices into the row-major upper triangle that fill a symmetric p-by-p matrix
+    (np.triu_indices per call costs more than a small batch's kernel)."""
+    index = np.empty((p, p), dtype=np.intp)
     iu = np.triu_indices(p)
-    m[iu] = values
-    m.T[iu] = values
-    return m
+    index[iu] = np.arange(len(iu[0]))
+    index.T[iu] = index[iu]
+    return index
 
 
 def _triangle(p: int) -> int:
@@ -155,27 +165,34 @@ class BoundResiduals(_Bound):
 
 # -- Hessians ---------------------------------------------------------------------
 
-def compile_hessian(program, hvp_program, *, dtype=np.float64, threads=None, cache=True,
-                    keys=None) -> "HessianKernel":
-    """A :class:`HessianKernel` from ``program`` (outputs: loss, gradient (p), Hessian upper
-    triangle (p(p+1)/2)) and ``hvp_program`` (params: theta then v; outputs: H v)."""
+def compile_hessian(program, hvp_program, hessian_program, *, dtype=np.float64, threads=None,
+                    cache=True, keys=None) -> "HessianKernel":
+    """A :class:`HessianKernel` from three programs over the same data:
+
+    ``program``, the objective's own (outputs: loss, gradient); ``hvp_program`` (params:
+    theta then v; outputs: H v); and ``hessian_program``, a callable returning the program
+    whose outputs are loss, gradient (p) and the Hessian's upper triangle (p(p+1)/2).
+    The first two are compiled now; the Hessian program, which grows as p², is built and
+    compiled on the first call that needs the matrix (an MLP with a few hundred
+    parameters has a Hessian program a hundred times its gradient's, while the methods
+    that use H v never need it).
+    """
     p = len(program.params)
-    if len(program.outputs) != 1 + p + _triangle(p):
-        raise ValueError(f"a Hessian program with {p} parameters has {1 + p + _triangle(p)} "
-                         f"outputs, not {len(program.outputs)}")
+    if len(program.outputs) != 1 + p:
+        raise ValueError(f"the objective program must give the loss and {p} gradient entries")
     if len(hvp_program.params) != 2 * p or len(hvp_program.outputs) != p \
             or hvp_program.data != program.data:
         raise ValueError("the Hessian-vector program must take theta and v and give p outputs")
     functions = {"symdiff_grad": ("reduce", tuple(range(1 + p))),
-                 "symdiff_value": ("reduce", (0,)),
-                 "symdiff_hessian": ("reduce", tuple(range(len(program.outputs))))}
+                 "symdiff_value": ("reduce", (0,))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
     hvp_library, _, _, hvp_times, _ = _build(hvp_program, dtype,
                                              {"symdiff_hvp": ("reduce", tuple(range(p)))}, cache)
     times = {**times, **{f"hvp_{k}": v for k, v in hvp_times.items()}}
     return HessianKernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
                          library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
-                         compile_times=times, keys=keys, hvp_library=hvp_library)
+                         compile_times=times, keys=keys, hvp_library=hvp_library,
+                         hessian_source=(hessian_program, cache))
 
 
 def _direction(v, p) -> np.ndarray:
@@ -197,25 +214,49 @@ class HessianKernel(Kernel):
     """Compiled mean loss, gradient and Hessian of an objective over a batch.
 
     ``kernel(theta, data) -> (loss, grad, hess)``: means over the samples, in one pass
-    (``hess`` symmetric, shape (p, p)). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
+    (``hess`` symmetric, shape (p, p); its code is compiled on the first such call, or by
+    :meth:`compile_hessian`). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
     Hessian times ``v``, from a separate program that never forms the Hessian.
     ``kernel.loss_grad(theta, data)`` and ``kernel.value(theta, data)`` are the first-order
     calls. ``kernel.bind(data)`` returns the same calls without ``data``; its ``.hvp``
     has scipy's ``hessp(x, p)`` signature.
     """
 
-    def __init__(self, *, hvp_library, **common):
+    def __init__(self, *, hvp_library, hessian_source, **common):
         p = len(common["params"])
         super().__init__(grad_name="symdiff_grad", value_name="symdiff_value", n_out=1 + p,
                          **common)
         self._hvp_library = hvp_library  # keeps the H v code alive
-        self._hess = _Runner(self._library.addresses["symdiff_hessian"], 1 + p + _triangle(p),
-                             self.lanes)
         self._hvp = _Runner(hvp_library.addresses["symdiff_hvp"], p, self.lanes)
+        self._hessian_source = hessian_source
+        self._hessian_library = None
+        self._hess = None
+        self._hess_lock = threading.Lock()
         self.n_params = p
+
+    def compile_hessian(self) -> "HessianKernel":
+        """Build and compile the Hessian program now (otherwise done on first use); self."""
+        with self._hess_lock:
+            if self._hess is None:
+                make_program, cache = self._hessian_source
+                program = make_program()
+                if len(program.outputs) != 1 + self.n_params + _triangle(self.n_params) \
+                        or program.data != self.data:
+                    raise ValueError("the Hessian program must give the loss, the gradient and "
+                                     "the Hessian's upper triangle over the same data")
+                library, _, _, times, _ = _build(
+                    program, self.dtype, {"symdiff_hessian": ("reduce", tuple(range(len(program.outputs))))},
+                    cache)
+                self.compile_times.update({f"hessian_{k}": v for k, v in times.items()})
+                self._hessian_library = library
+                self._hess = _Runner(library.addresses["symdiff_hessian"], len(program.outputs),
+                                     self.lanes)
+        return self
 
     def _full(self, theta, cols, n, ptrs):
         t = check_theta(theta, self.params)
+        if self._hess is None:
+            self.compile_hessian()
         s = self._hess.run(t, ptrs, n, self.threads)
         loss = s.item(0)
         if not (loss == loss and abs(loss) != float("inf")):

@@ -76,7 +76,8 @@ def main():
     # 2. RandomizedSearchCV over FormulaClassifier
     stats_before = dict(codegen.STATS)
     pipeline = make_pipeline(StandardScaler(), FormulaClassifier(logit, [*weights, b], list(inputs),
-                                                                 epochs=EPOCHS, init="zeros"))
+                                                                 epochs=EPOCHS, init="zeros",
+                                                                 solver="first-order"))
     search = RandomizedSearchCV(
         pipeline, {f"formulaclassifier__{name}": values for name, values in space.items()},
         n_iter=TRIALS, cv=FOLDS, scoring="neg_log_loss", random_state=0, error_score=np.nan)

@@ -19,6 +19,9 @@ from .regularization import l1, l2, regularized
 from .residuals import Residuals
 from .second_derivatives import hessian
 from .minimization import minimize
+from .fit_result import LeastSquaresResult
+from .least_squares import least_squares
+from .curve_fit import curve_fit
 from .training import FitResult, History, fit
 from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, uniform
 
@@ -28,6 +31,7 @@ __all__ = ["Objective", "Model", "grad", "vector", "sigmoid", "softplus", "mlp",
            "Instr", "evaluate", "computational_graph", "ComputationalGraph", "losses", "optim",
            "schedules", "fit", "FitResult", "History", "l1", "l2", "regularized", "Residuals",
            "hessian", "minimize", "parse_formula", "parse_model",
+           "least_squares", "curve_fit", "LeastSquaresResult",
            "tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "FormulaRegressor", "FormulaClassifier",
            "SymdiffError", "FormulaError", "UnsupportedError", "DataError", "DataTypeError",

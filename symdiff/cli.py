@@ -7,7 +7,8 @@ on-disk kernel cache). Formula strings go through :mod:`symdiff.parse`, never
 ``eval``.
 
 Exit status: 0 on success; 2 for bad input (usage, formula, data file), with one
-line ``symdiff: error: ...`` on standard error and no traceback; 1 when a fit
+line ``symdiff: error: ...`` on standard error and no traceback; 3 when a
+least-squares fit stopped without converging (with a warning line); 1 when a fit
 fails at run time (the loss diverged) or on an internal error (its traceback is
 printed when the environment variable ``SYMDIFF_DEBUG`` is set).
 """
@@ -43,6 +44,7 @@ RUNTIME_ERROR = 1
 GRAD_FORMATS = ("pretty", "text", "latex", "program", "llvm", "asm")
 LOSS_NAMES = ("mse", "mae", "huber", "logistic")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+METHOD_NAMES = ("lm",) + OPTIMIZER_NAMES
 
 
 class CommandError(Exception):
@@ -149,9 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         "fit",
         help="fit a model 'response ~ formula' to the columns of a CSV file",
         description="Fit MODEL ('response ~ formula') to a CSV file with a header row. Symbols named "
-        "like a column are data; the other symbols are parameters (or give --params). Prints each "
-        "parameter, the final loss, R^2 (accuracy for --loss logistic), epochs and time.",
+        "like a column are data; the other symbols are parameters (or give --params). The squared-error "
+        "loss is minimized by Levenberg-Marquardt (--method lm): the report gives each parameter "
+        "with its standard error, RSS, reduced chi-square, R^2, AIC and correlations, and a fit that "
+        "did not converge exits with status 3. Other losses and --method/--optimizer NAME train by "
+        "a first-order optimizer and report the final loss, R^2 (accuracy for --loss logistic), "
+        "epochs and time.",
         epilog="examples:\n  symdiff fit \"y ~ a*exp(-b*x) + c\" --data measurements.csv\n"
+        "  symdiff fit \"v ~ Vmax*S/(Km + S)\" --data rates.csv --sigma dv --json fit.json\n"
         "  symdiff fit \"y ~ a*exp(-b*x) + c\" --data m.csv --init a=1,b=0.1 --optimizer adam "
         "--lr 0.05 --epochs 800 --plot fit.png --json fit.json\n"
         "  symdiff fit \"label ~ w1*x1 + w2*x2 + b\" --data points.csv --loss logistic --batch-size 64",
@@ -162,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--params", type=_name_list, help="comma-separated parameters (default: non-column symbols)")
     fit.add_argument("--init", type=_assignments, default={}, help="starting values, e.g. a=1,b=0.1 (others start at 1)")
     fit.add_argument("--loss", choices=LOSS_NAMES, default="mse", help="per-sample loss (default mse)")
-    fit.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="adam", help="optimizer (default adam)")
+    fit.add_argument("--method", choices=METHOD_NAMES, default=None,
+                     help="lm (Levenberg-Marquardt least squares, the default for --loss mse) or a "
+                     "first-order optimizer (the default for other losses: adam)")
+    fit.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=None,
+                     help="first-order optimizer (same as --method NAME)")
+    fit.add_argument("--sigma", metavar="COLUMN", help="column of per-row standard deviations "
+                     "(weights 1/sigma^2; --method lm)")
     fit.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
     fit.add_argument("--epochs", type=_positive_int, default=500, help="passes over the data (default 500)")
     fit.add_argument("--batch-size", type=_positive_int, default=None, help="mini-batch size (default: all rows)")
@@ -508,10 +521,27 @@ class FitProblem:
         return np.asarray(model.compile()(theta, inputs), dtype=np.float64)
 
 
+def fit_method(args) -> str:
+    """--method, else --optimizer, else lm for the squared-error loss and adam otherwise."""
+    if args.method and args.optimizer and args.method != args.optimizer:
+        raise CommandError(f"--method {args.method} and --optimizer {args.optimizer} disagree; give one")
+    method = args.method or args.optimizer or ("lm" if args.loss == "mse" else "adam")
+    if method == "lm" and args.loss != "mse":
+        raise CommandError(f"--method lm fits the squared error; --loss {args.loss} needs a first-order optimizer")
+    if args.sigma and method != "lm":
+        raise CommandError("--sigma weights a least-squares fit: use it with --method lm")
+    return method
+
+
 def run_fit(args) -> int:
     """Fit ``response ~ formula`` to a CSV file and print (and optionally save) the report."""
+    method = fit_method(args)
     _check_outputs(args)
     problem = FitProblem.from_args(args)
+    if method == "lm":
+        from symdiff.cli_lm import run_lm_fit
+        return run_lm_fit(args, problem)
+    args.optimizer = method
     objective = Objective(LOSSES[args.loss](problem.formula, problem.response),
                           params=problem.params, data=[*problem.inputs, problem.response])
     init = np.array([args.init.get(p.name, 1.0) for p in problem.params], dtype=np.float64)

@@ -27,6 +27,7 @@ Needs scikit-learn (``pip install 'symdiff-llvm[sklearn]'``).
 
 import copy
 import threading
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -46,6 +47,7 @@ except ImportError:  # scikit-learn < 1.6
         return estimator._validate_data(*args, **kwargs)
 
 from .errors import DataError, FormulaError
+from .minimization import METHODS as _FULL_BATCH_METHODS
 from .losses import LOSSES, logistic
 from .objective import Model, Objective
 from .parse import parse_formula, parse_model
@@ -170,6 +172,40 @@ class _FormulaEstimator(BaseEstimator):
         return compiled, X, y
 
     def _train(self, compiled, X, target):
+        if self.solver == "first-order":
+            return self._train_first_order(compiled, X, target)
+        if self.solver not in _FULL_BATCH_METHODS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose 'first-order' or one of "
+                             f"{', '.join(sorted(_FULL_BATCH_METHODS))}")
+        from .minimization import fit_full_batch
+        from .training import _initial_params
+
+        seed = self.random_state
+        if isinstance(seed, np.random.RandomState):
+            seed = int(seed.randint(2 ** 31 - 1))
+        init_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0])
+        x0 = _initial_params(compiled.objective, self.init, init_rng)
+        data = np.column_stack([X, target])
+        result, history = fit_full_batch(compiled.objective, data, method=self.solver, x0=x0,
+                                         tol=self.tol, maxiter=self.max_iter)
+        if not result.success:
+            from sklearn.exceptions import ConvergenceWarning
+            reason = ("reached max_iter" if result.nit >= self.max_iter
+                      else f"stopped: {result.message}")
+            warnings.warn(f"{type(self).__name__}: solver {self.solver!r} {reason} after "
+                          f"{result.nit} iterations (max_iter={self.max_iter}, tol={self.tol}); "
+                          f"increase max_iter or scale the inputs", ConvergenceWarning,
+                          stacklevel=3)
+        self.theta_ = np.array(result.x, dtype=np.float64)
+        self.params_ = {p.name: float(v) for p, v in zip(compiled.objective.params, self.theta_)}
+        self.history_ = history
+        self.n_iter_ = int(result.nit)
+        self.stop_reason_ = "converged" if result.success else (
+            "max_iter" if result.nit >= self.max_iter else "failed")
+        self.loss_ = float(result.fun)
+        return self
+
+    def _train_first_order(self, compiled, X, target):
         options = {} if self.optimizer_options is None else dict(self.optimizer_options)
         if self.weight_decay is not None:
             options["weight_decay"] = self.weight_decay
@@ -205,6 +241,13 @@ _ESTIMATOR_PARAMETERS = """
     ``"y ~ ..."`` model string uses its right-hand side). ``params``: the trained
     parameters, SymPy symbols or names; ``inputs``: the input symbols or names, in
     the order of X's columns (a DataFrame is matched by column name).
+    ``solver``: "lbfgs" (default: full-batch L-BFGS to convergence, as scikit-learn's
+    LogisticRegression), another :func:`symdiff.minimize` method ("newton",
+    "trust-exact", "trust-krylov", "newton-cg", "bfgs", "cg"), or "first-order" (the
+    ``optimizer`` below, by :func:`symdiff.fit`). ``max_iter`` caps the full-batch
+    solver's iterations (reaching it emits scikit-learn's ``ConvergenceWarning``);
+    ``tol`` bounds the largest entry of the mean loss's gradient at convergence.
+    With ``solver="first-order"``:
     ``optimizer``: a name ("sgd", "momentum", "nesterov", "adagrad", "rmsprop",
     "adam", "adamw") or a :mod:`symdiff.optim` optimizer; ``lr`` its learning rate
     (None: the optimizer's default); ``weight_decay`` the optimizer's weight decay
@@ -217,7 +260,8 @@ _ESTIMATOR_PARAMETERS = """
 
     Fitted attributes: ``params_`` ({name: value}), ``theta_`` (the same values as
     an array in ``params`` order), ``history_`` (:class:`symdiff.History`),
-    ``n_iter_`` (epochs run), ``stop_reason_``, ``loss_`` (last training loss),
+    ``n_iter_`` (solver iterations, or epochs run), ``stop_reason_`` ("converged",
+    "max_iter", "failed", or sd.fit's), ``loss_`` (last training loss),
     ``n_features_in_`` (and ``feature_names_in_`` after a DataFrame); properties
     ``objective_`` and ``model_`` give the symbolic objective and predictor.
 """
@@ -232,7 +276,8 @@ class FormulaRegressor(RegressorMixin, _FormulaEstimator):
 
     def __init__(self, formula, params, inputs, loss="mse", optimizer="adam", lr=0.01, epochs=200,
                  batch_size=None, weight_decay=None, optimizer_options=None, init=None,
-                 early_stopping=None, validation_fraction=None, random_state=0):
+                 early_stopping=None, validation_fraction=None, random_state=0, solver="lbfgs",
+                 max_iter=1000, tol=1e-6):
         self.formula = formula
         self.params = params
         self.inputs = inputs
@@ -247,6 +292,9 @@ class FormulaRegressor(RegressorMixin, _FormulaEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.random_state = random_state
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
 
     def _loss_function(self):
         if callable(self.loss):
@@ -284,7 +332,8 @@ class FormulaClassifier(ClassifierMixin, _FormulaEstimator):
 
     def __init__(self, formula, params, inputs, optimizer="adam", lr=0.01, epochs=200,
                  batch_size=None, weight_decay=None, optimizer_options=None, init=None,
-                 early_stopping=None, validation_fraction=None, random_state=0):
+                 early_stopping=None, validation_fraction=None, random_state=0, solver="lbfgs",
+                 max_iter=1000, tol=1e-6):
         self.formula = formula
         self.params = params
         self.inputs = inputs
@@ -298,6 +347,9 @@ class FormulaClassifier(ClassifierMixin, _FormulaEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.random_state = random_state
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
 
     def _loss_function(self):
         return logistic

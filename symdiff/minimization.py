@@ -36,6 +36,21 @@ DEFAULT_OPTIONS = {"lbfgs": {"ftol": 1e-12, "gtol": 1e-8}, "bfgs": {"gtol": 1e-6
 ALWAYS_OPTIONS = {"trust-krylov": {"inexact": False}}
 
 
+def tolerance_options(method, tol) -> dict:
+    """scipy options making ``tol`` a bound on the largest entry of the mean loss's gradient
+    (Newton-CG has no gradient test: there it bounds the mean step). L-BFGS-B's test on the
+    relative decrease is set to 64 machine epsilons, as scikit-learn does, so it cannot stop
+    the run long before the gradient test does."""
+    tol = float(tol)
+    if not tol > 0:
+        raise ValueError(f"tol must be a positive number or None, got {tol!r}")
+    if method == "lbfgs":
+        return {"gtol": tol, "ftol": 64 * np.finfo(float).eps}
+    if method == "newton-cg":
+        return {"xtol": tol}
+    return {"gtol": tol}
+
+
 def initial_point(objective, x0) -> np.ndarray:
     """``x0`` as a vector in ``objective.params`` order.
 
@@ -68,14 +83,27 @@ def minimize(objective, data, x0=None, method="lbfgs", tol=None, maxiter=None, c
     ``.nit``, ``.success``, ``.message``, ...) plus ``.params``, {symbol: value}, and
     ``.method``. ``method``: ``"lbfgs"`` (default), ``"newton"`` (exact Hessian, line
     search), ``"trust-exact"`` (exact Hessian), ``"trust-krylov"`` and ``"newton-cg"``
-    (Hessian-vector products), ``"bfgs"``, ``"cg"``. ``tol`` is scipy's ``tol`` (None:
-    tight defaults, see ``DEFAULT_OPTIONS``); ``maxiter`` caps iterations.
+    (Hessian-vector products), ``"bfgs"``, ``"cg"``. ``tol``: stop when the largest entry
+    of the gradient of the mean loss is at most ``tol`` (see :func:`tolerance_options`;
+    None: the defaults of ``DEFAULT_OPTIONS``); ``maxiter`` caps iterations. ``x0``: see
+    :func:`initial_point` (None starts every parameter at 1).
     ``callback(intermediate_result)`` is called after each iteration with an
     ``OptimizeResult`` holding ``x`` and ``fun``; raising ``StopIteration`` stops.
     ``progress=True`` shows a tqdm bar. A run that does not converge returns
     ``success=False`` and emits a :class:`~symdiff.SymdiffWarning` naming the method and
     scipy's reason.
     """
+    res = minimize_quietly(objective, data, x0, method, tol, maxiter, callback, progress)
+    if not res.success:
+        warnings.warn(f"sd.minimize (method={method!r}) did not converge: {res.message}",
+                      SymdiffWarning, stacklevel=2)
+    return res
+
+
+def minimize_quietly(objective, data, x0=None, method="lbfgs", tol=None, maxiter=None,
+                     callback=None, progress=False):
+    """:func:`minimize` without the warning (callers that warn in their own terms, such as
+    the estimators' ConvergenceWarning)."""
     from .objective import Objective
 
     if not isinstance(objective, Objective):
@@ -100,7 +128,7 @@ def minimize(objective, data, x0=None, method="lbfgs", tol=None, maxiter=None, c
         else:
             import scipy.optimize
 
-            options = {} if tol is not None else dict(DEFAULT_OPTIONS[method])
+            options = dict(DEFAULT_OPTIONS[method]) if tol is None else tolerance_options(method, tol)
             options.update(ALWAYS_OPTIONS.get(method, {}))
             if maxiter is not None:
                 options["maxiter"] = int(maxiter)
@@ -110,8 +138,8 @@ def minimize(objective, data, x0=None, method="lbfgs", tol=None, maxiter=None, c
             elif second == "hessp":
                 kwargs["hessp"] = bound.hvp
             with np.errstate(all="ignore"):
-                res = scipy.optimize.minimize(fun, x, jac=True, method=scipy_name, tol=tol,
-                                              options=options, callback=step_callback, **kwargs)
+                res = scipy.optimize.minimize(fun, x, jac=True, method=scipy_name, options=options,
+                                              callback=step_callback, **kwargs)
         if "jac" not in res:
             res.jac = fun(res.x)[1]
     finally:
@@ -122,9 +150,6 @@ def minimize(objective, data, x0=None, method="lbfgs", tol=None, maxiter=None, c
     res = MinimizeResult(res)
     res.params = dict(zip(objective.params, (float(v) for v in res.x)))
     res.method = method
-    if not res.success:
-        warnings.warn(f"sd.minimize (method={method!r}) did not converge: {res.message}",
-                      SymdiffWarning, stacklevel=2)
     return res
 
 
@@ -257,3 +282,26 @@ def _newton_direction(H, g, eye):
         y = np.linalg.solve(L, -g)
         return np.linalg.solve(L.T, y)
     return -g
+
+
+def fit_full_batch(objective, data, *, method, x0, tol, maxiter):
+    """:func:`minimize_quietly` that also records a :class:`symdiff.History`, one entry per
+    iteration (``train_loss`` the loss after it, ``steps`` the iteration count), for the
+    estimators' ``history_``. Returns ``(result, history)``."""
+    import math
+    import time
+
+    from .training import History
+
+    history = History()
+    start = time.perf_counter()
+
+    def record(r):
+        k = len(history) + 1
+        history._record(k, float(r.fun), math.nan, math.nan, math.nan,
+                        time.perf_counter() - start, k)
+        history.step_loss.append(float(r.fun))
+
+    res = minimize_quietly(objective, data, x0=x0, method=method, tol=tol, maxiter=maxiter,
+                           callback=record)
+    return res, history

@@ -123,7 +123,8 @@ def compile_hessian(objective, dtype, threads, cache):
     key = ("hessian", np.dtype(dtype).str, threads)
     k = objective._kernels.get(key)
     if k is None:
-        k = so.compile_hessian(hessian_program(objective), hvp_program(objective), dtype=dtype,
+        k = so.compile_hessian(objective.program(), hvp_program(objective),
+                               lambda: hessian_program(objective), dtype=dtype,
                                threads=threads, cache=cache, keys=objective.data)
         k.compile_times = {**objective._derive().times, **k.compile_times}
         objective._kernels[key] = k

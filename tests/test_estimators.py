@@ -109,7 +109,7 @@ def test_regressor_matches_scipy_curve_fit_on_a_nonlinear_formula():
     x = rng.uniform(0, 4, 300)
     y = 2.0 * np.exp(-0.8 * x) + 0.5 + 0.05 * rng.standard_normal(300)
     model = FormulaRegressor("y ~ a*exp(-b*x) + c", ["a", "b", "c"], ["x"], lr=0.05, epochs=3000,
-                             init={"a": 1.0, "b": 1.0, "c": 0.0})
+                             init={"a": 1.0, "b": 1.0, "c": 0.0}, solver="first-order")
     model.fit(x[:, None], y)
     reference, _ = optimize.curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1, 1, 0])
     np.testing.assert_allclose(model.theta_, reference, rtol=2e-3, atol=2e-3)
@@ -130,7 +130,8 @@ def test_classifier_matches_sklearn_logistic_regression():
     logit = 1.5 * X[:, 0] - 2.0 * X[:, 1] + 0.3
     labels = np.where(rng.uniform(size=400) < 1 / (1 + np.exp(-logit)), "yes", "no")
     w0, w1, b, x0, x1 = sp.symbols("w0 w1 b x0 x1", real=True)
-    model = FormulaClassifier(w0 * x0 + w1 * x1 + b, [w0, w1, b], [x0, x1], lr=0.05, epochs=2000)
+    model = FormulaClassifier(w0 * x0 + w1 * x1 + b, [w0, w1, b], [x0, x1], lr=0.05, epochs=2000,
+                              solver="first-order")
     model.fit(X, labels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -172,7 +173,8 @@ def test_dataframe_columns_are_matched_by_name():
     X = rng.normal(size=(60, 2))
     y = 3.0 * X[:, 0] - X[:, 1] + 1.0
     frame = pandas.DataFrame({"noise": rng.normal(size=60), "z": X[:, 1], "x": X[:, 0]})
-    by_name = FormulaRegressor("a*x + b*z + c", ["a", "b", "c"], ["x", "z"], lr=0.1, epochs=300).fit(frame, y)
+    by_name = FormulaRegressor("a*x + b*z + c", ["a", "b", "c"], ["x", "z"], lr=0.1, epochs=300,
+                               solver="first-order").fit(frame, y)
     by_position = clone(by_name).fit(X, y)
     np.testing.assert_array_equal(by_name.theta_, by_position.theta_)
     np.testing.assert_array_equal(by_name.feature_names_in_, ["x", "z"])
@@ -198,7 +200,8 @@ def test_constructor_stores_arguments_and_bad_formulas_fail_at_fit():
 def test_optimizer_settings_reach_the_optimizer():
     rng = np.random.default_rng(5)
     X, y = rng.normal(size=(50, 1)), rng.normal(size=50)
-    plain = FormulaRegressor("a*x + b", ["a", "b"], ["x"], optimizer="sgd", lr=0.01, epochs=20).fit(X, y)
+    plain = FormulaRegressor("a*x + b", ["a", "b"], ["x"], optimizer="sgd", lr=0.01, epochs=20,
+                             solver="first-order").fit(X, y)
     momentum = clone(plain).set_params(optimizer_options={"momentum": 0.9}).fit(X, y)
     direct = sd.fit(momentum.objective_, np.column_stack([X, y]), optimizer=sd.optim.SGD(lr=0.01, momentum=0.9),
                     epochs=20, seed=0, progress=False)
@@ -234,7 +237,8 @@ def _regression_data(n=120, seed=7):
 def test_searches_cross_validation_and_pipeline_compile_each_formula_once(monkeypatch):
     monkeypatch.setenv("SYMDIFF_CACHE", "0")  # no disk cache: every build not found in memory compiles
     X, y = _regression_data()
-    model = FormulaRegressor("p*u - q*v + r", ["p", "q", "r"], ["u", "v"], epochs=40)
+    model = FormulaRegressor("p*u - q*v + r", ["p", "q", "r"], ["u", "v"], epochs=40,
+                             solver="first-order")
     before = dict(codegen.STATS)
     grid = {"lr": [0.003, 0.01, 0.03, 0.1, 0.3], "optimizer": ["adam", "adamw", "rmsprop", "adagrad"]}
     search = GridSearchCV(model, grid, cv=5).fit(X, y)
@@ -256,7 +260,8 @@ def test_searches_cross_validation_and_pipeline_compile_each_formula_once(monkey
 
 def test_cross_val_score_equals_manual_folds():
     X, y = _regression_data(seed=8)
-    model = FormulaRegressor("p*u + q*v + r", ["p", "q", "r"], ["u", "v"], lr=0.1, epochs=50)
+    model = FormulaRegressor("p*u + q*v + r", ["p", "q", "r"], ["u", "v"], lr=0.1, epochs=50,
+                             solver="first-order")
     folds = KFold(4, shuffle=True, random_state=1)
     scores = cross_val_score(model, X, y, cv=folds)
     manual = [clone(model).fit(X[train], y[train]).score(X[test], y[test]) for train, test in folds.split(X)]
@@ -272,7 +277,8 @@ def test_importing_symdiff_does_not_import_scikit_learn():
 def test_threaded_search_equals_serial_search():
     joblib = pytest.importorskip("joblib")
     X, y = _regression_data(seed=9)
-    model = FormulaRegressor("p*u + q*v + r", ["p", "q", "r"], ["u", "v"], epochs=30)
+    model = FormulaRegressor("p*u + q*v + r", ["p", "q", "r"], ["u", "v"], epochs=30,
+                             solver="first-order")
     grid = {"lr": [0.01, 0.1], "batch_size": [None, 16]}
     serial = GridSearchCV(model, grid, cv=3).fit(X, y)
     with joblib.parallel_backend("threading", n_jobs=2):

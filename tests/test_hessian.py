@@ -222,3 +222,15 @@ def test_scipy_interop_lbfgsb_and_newton_cg():
     np.testing.assert_allclose(lb.x, ref.x, atol=1e-6)
     np.testing.assert_allclose(ncg.x, ref.x, atol=1e-7)
     assert ncg.nit < 20
+
+
+def test_hessian_matrix_code_is_built_only_when_needed():
+    obj, data, X, Y = _logistic_problem(n=101, seed=4)
+    obj = sd.Objective(obj.loss, obj.params, obj.data)  # a fresh objective: nothing compiled yet
+    k = obj.compile(hessian=True)
+    theta, direction = np.array([0.1, -0.2, 0.3, 0.0]), np.array([1.0, 0.0, -1.0, 2.0])
+    hv = k.hvp(theta, data, direction)
+    assert not any(key.startswith("hessian_") for key in k.compile_times)
+    H = k.hessian(theta, data)
+    assert any(key.startswith("hessian_") for key in k.compile_times)
+    np.testing.assert_allclose(hv, H @ direction, rtol=1e-12, atol=1e-15)

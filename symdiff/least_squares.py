@@ -1,0 +1,263 @@
+"""``sd.least_squares``: fit a formula to data by Levenberg–Marquardt, with uncertainties.
+
+The residual ``(model − target)/σ`` becomes a :class:`~symdiff.residuals.Residuals`
+whose compiled kernel returns ``Σr²``, ``Jᵀr`` and ``JᵀJ`` in one pass over the data;
+:func:`~symdiff.levenberg_marquardt.levenberg_marquardt` drives it, falling back to the
+per-sample Jacobian (SVD) at iterates where the normal equations are ill-conditioned.
+Weights enter as a data column ``1/σ``, so one kernel serves every ``sigma``.
+
+Covariance is ``(JᵀJ)⁻¹·s²`` with ``s² = χ²/dof`` (or without ``s²`` when
+``absolute_sigma``), as ``scipy.optimize.curve_fit`` and lmfit define it; singular
+directions are dropped as in curve_fit's pseudo-inverse.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import sympy as sp
+
+from .errors import DataError, FormulaError, SymdiffWarning
+from .fit_result import LeastSquaresResult, ParamDict
+from .levenberg_marquardt import ILL_CONDITIONED, levenberg_marquardt
+
+#: the data column holding 1/σ in weighted residuals
+WEIGHT = "_symdiff_weight"
+ROBUST_LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+METHODS = ("lm", "trf", "dogbox")
+_RESIDUALS_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def residuals_for(model, target, params, inputs, weighted):
+    """The (cached) :class:`Residuals` of ``(model − target)·w``; at most 64 are kept."""
+    from .residuals import Residuals
+    key = (model, target, tuple(params), tuple(inputs), weighted)
+    res = _RESIDUALS_CACHE.get(key)
+    if res is None:
+        expr = model - target
+        data = list(inputs) + [target]
+        if weighted:
+            w = sp.Symbol(WEIGHT, real=True)
+            expr, data = expr * w, data + [w]
+        res = Residuals(expr, list(params), data)
+        _RESIDUALS_CACHE[key] = res
+        while len(_RESIDUALS_CACHE) > _CACHE_SIZE:
+            _RESIDUALS_CACHE.popitem(last=False)
+    else:
+        _RESIDUALS_CACHE.move_to_end(key)
+    return res
+
+
+def _model_expr(model, target):
+    from .objective import _as_expr
+    if isinstance(model, str) and "~" in model:
+        from .parse import parse_model
+        lhs, rhs = parse_model(model)
+        if target is not None and str(lhs) != str(target):
+            raise FormulaError(f"the formula's response is {lhs}, but target is {target}")
+        return rhs, lhs
+    return _as_expr(model, "model"), target
+
+
+def _names_in(expr):
+    from .objective import _free_symbols
+    return {s.name: s for s in _free_symbols(expr)}
+
+
+def _columns(data, names):
+    """``{name: 1-D float64 array}`` for ``names`` from a mapping or an (n, k) array."""
+    if hasattr(data, "keys"):
+        given = {getattr(k, "name", k): k for k in data.keys()}
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise DataError(f"missing data column(s) {missing}; got {sorted(map(str, given))}")
+        cols = {n: np.asarray(data[given[n]], dtype=float).ravel() for n in names}
+    else:
+        arr = np.asarray(data, dtype=float)
+        if arr.ndim == 1 and len(names) == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] != len(names):
+            raise DataError(f"a data array must have shape (n, {len(names)}) with columns "
+                            f"{', '.join(names)}; got shape {arr.shape}")
+        cols = {n: np.ascontiguousarray(arr[:, j]) for j, n in enumerate(names)}
+    lengths = {len(c) for c in cols.values()}
+    if len(lengths) > 1:
+        raise DataError(f"data columns have different lengths {sorted(lengths)}")
+    return cols
+
+
+def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
+    """``pinv(JᵀJ)·s²`` computed on the column-scaled matrix (SVD of ``J`` when given and
+    ``JᵀJ`` is ill-conditioned); ``inf`` everywhere when ``dof <= 0`` and not absolute."""
+    p = jtj.shape[0]
+    d = np.sqrt(np.maximum(np.diag(jtj), 0.0))
+    d = np.where(d > 0, d, 1.0)
+    scaled = jtj / np.outer(d, d)
+    s2, V = np.linalg.eigh(0.5 * (scaled + scaled.T))
+    if jacobian is not None and s2.min() < ILL_CONDITIONED * s2.max():
+        J = jacobian() / d
+        _, s, Vt = np.linalg.svd(J, full_matrices=False)
+        V, s2 = Vt.T, s * s
+        keep = s > np.finfo(float).eps * max(J.shape) * s.max()
+    else:
+        keep = s2 > np.finfo(float).eps * p * s2.max()
+    inv = (V[:, keep] / s2[keep]) @ V[:, keep].T
+    cov = inv / np.outer(d, d)
+    if not absolute_sigma:
+        if dof > 0:
+            cov = cov * (rss / dof)
+        else:
+            cov = np.full((p, p), np.inf)
+    return cov
+
+
+def least_squares(model, data, target, p0, *, params=None, sigma=None, absolute_sigma=False,
+                  bounds=None, loss="linear", method="lm", xtol=1e-8, ftol=1e-8, gtol=1e-8,
+                  max_nfev=None) -> LeastSquaresResult:
+    """Fit ``model`` to the data column ``target`` by (weighted) least squares.
+
+    ``model``: a SymPy expression or a formula string (``"b1*(1-exp(-b2*x))"``, or
+    ``"y ~ ..."`` naming the target); ``target``: the response symbol or name.
+    ``data``: a mapping of columns, or an (n, k) array whose columns are the model's
+    inputs in name order, then the target. ``p0``: a mapping ``{param: start}`` (which
+    also names the parameters) or an array in ``params`` order; ``params`` defaults to
+    the mapping's keys, else to the model's symbols that are not data, in name order.
+    ``sigma``: per-sample standard deviations (array or column name); ``absolute_sigma``
+    as in scipy. ``bounds``: ``(lower, upper)`` scalars or per-parameter sequences.
+    ``loss``: ``"linear"`` (Levenberg–Marquardt) or one of scipy's robust losses
+    (``soft_l1``, ``huber``, ``cauchy``, ``arctan``), solved by
+    ``scipy.optimize.least_squares(method="trf")`` on our compiled residuals and Jacobian;
+    ``method``: ``"lm"`` (ours) or scipy's ``"trf"``/``"dogbox"`` likewise.
+    ``xtol``, ``ftol``, ``gtol``, ``max_nfev``: MINPACK's stopping rules.
+    A fit that does not converge returns ``success=False`` and warns (SymdiffWarning).
+    """
+    result = fit_least_squares(model, data, target, p0, params=params, sigma=sigma,
+                               absolute_sigma=absolute_sigma, bounds=bounds, loss=loss,
+                               method=method, xtol=xtol, ftol=ftol, gtol=gtol, max_nfev=max_nfev)
+    if not result.success:
+        warnings.warn(f"least_squares did not converge: {result.message}", SymdiffWarning,
+                      stacklevel=2)
+    return result
+
+
+def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absolute_sigma=False,
+                      bounds=None, loss="linear", method="lm", xtol=1e-8, ftol=1e-8, gtol=1e-8,
+                      max_nfev=None) -> LeastSquaresResult:
+    """:func:`least_squares` without the non-convergence warning (callers decide)."""
+    expr, target = _model_expr(model, target)
+    if target is None:
+        raise FormulaError("least_squares needs the target (response) column")
+    target = target if isinstance(target, sp.Symbol) else sp.Symbol(str(target), real=True)
+    symbols = _names_in(expr)
+    if params is None:
+        if hasattr(p0, "keys"):
+            params = [getattr(k, "name", k) for k in p0.keys()]
+        elif hasattr(data, "keys"):
+            columns = {getattr(k, "name", k) for k in data.keys()}
+            params = sorted(n for n in symbols if n not in columns and n != target.name)
+        else:
+            raise FormulaError("with array data and array p0, give params= (their order)")
+    params = [p if isinstance(p, sp.Symbol) else symbols.get(str(p), sp.Symbol(str(p), real=True))
+              for p in params]
+    pnames = [p.name for p in params]
+    inputs = sorted((s for n, s in symbols.items() if n not in pnames and n != target.name),
+                    key=lambda s: s.name)
+    if target.name in pnames:
+        raise FormulaError(f"{target.name} cannot be both the target and a parameter")
+    theta0 = _start(p0, pnames)
+
+    cols = _columns(data, [s.name for s in inputs] + [target.name])
+    n = len(cols[target.name])
+    if sigma is not None:
+        sig = (np.asarray(data[sigma], float).ravel() if isinstance(sigma, str)
+                            else np.asarray(sigma, float))
+        if sig.ndim != 1 or len(sig) != n:
+            raise DataError(f"sigma must be one standard deviation per sample ({n}); got shape {sig.shape}")
+        if not np.all(np.isfinite(sig)) or np.any(sig <= 0):
+            raise DataError("sigma must be positive and finite")
+        cols[WEIGHT] = 1.0 / sig
+    if loss not in ROBUST_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from {list(ROBUST_LOSSES)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    if loss != "linear" and method == "lm":
+        method = "trf"
+
+    residuals = residuals_for(expr, target, params, inputs, sigma is not None)
+    kernel = residuals.compile()
+    bound = kernel.bind(cols)
+    lower, upper = (-np.inf, np.inf) if bounds is None else bounds
+
+    if method == "lm":
+        out = levenberg_marquardt(bound, theta0, jacobian=lambda t: (bound.residuals(t), bound.jacobian(t)),
+                                  bounds=(lower, upper), xtol=xtol, ftol=ftol, gtol=gtol,
+                                  max_nfev=max_nfev)
+        x, nfev, success, message, status = out.x, out.nfev, out.success, out.message, out.status
+        sums = (out.rss, out.jtr, out.jtj)
+    else:
+        from scipy.optimize import least_squares as scipy_least_squares
+        kw = {} if max_nfev is None else {"max_nfev": max_nfev}
+        with np.errstate(all="ignore"):
+            sol = scipy_least_squares(bound.residuals, theta0, jac=bound.jacobian, bounds=(lower, upper),
+                                      method=method, loss=loss, xtol=xtol, ftol=ftol, gtol=gtol, **kw)
+        x, nfev, success, message, status = sol.x, sol.nfev, bool(sol.success), sol.message, sol.status
+        sums = None
+    return _result(expr, target, params, inputs, bound, cols, x, nfev, success, message, status,
+                   absolute_sigma, method, loss, sigma is not None, sums)
+
+
+def _start(p0, pnames):
+    if hasattr(p0, "keys"):
+        given = {getattr(k, "name", k): v for k, v in p0.items()}
+        missing = [n for n in pnames if n not in given]
+        if missing:
+            raise FormulaError(f"p0 gives no start for {missing}")
+        theta = np.array([given[n] for n in pnames], dtype=float)
+    else:
+        theta = np.array(p0, dtype=float).ravel()
+        if theta.size != len(pnames):
+            raise ValueError(f"p0 has {theta.size} values for {len(pnames)} parameters {pnames}")
+    if not np.all(np.isfinite(theta)):
+        raise ValueError("p0 must be finite")
+    return theta
+
+
+def _result(expr, target, params, inputs, bound, cols, x, nfev, success, message, status,
+            absolute_sigma, method, loss, weighted, sums=None):
+    n, p = bound.n, len(params)
+    chisqr, _, jtj = sums if sums is not None else bound(x)
+    y = cols[target.name]
+    w = cols.get(WEIGHT)
+    if weighted:
+        r = bound.residuals(x)
+        unweighted = r / w
+        rss = float(unweighted @ unweighted)
+    else:
+        rss = float(chisqr)
+    dof = n - p
+    cov = covariance_from(jtj, chisqr, dof, absolute_sigma, jacobian=lambda: bound.jacobian(x))
+    stderr = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    with np.errstate(all="ignore"):
+        corr = cov / np.outer(stderr, stderr)
+    def total_sum_of_squares():
+        if weighted:
+            ww = w * w
+            ybar = float(ww @ y) / float(ww.sum())
+            return float(ww @ (y - ybar) ** 2)
+        centred = y - y.mean()
+        return float(centred @ centred)
+    with np.errstate(divide="ignore"):
+        loglike = n * np.log(chisqr / n) if chisqr > 0 else -np.inf
+    result = LeastSquaresResult(
+        model=expr, target=target, inputs=tuple(inputs),
+        params=ParamDict(zip(params, map(float, x))), x=np.asarray(x, float),
+        stderr=ParamDict(zip(params, map(float, stderr))), covariance=cov, correlation=corr,
+        rss=rss, chisqr=float(chisqr), redchi=float(chisqr / dof) if dof > 0 else float("inf"),
+        dof=dof, ndata=n, total_sum_of_squares=total_sum_of_squares, aic=float(loglike + 2 * p), bic=float(loglike + np.log(n) * p),
+        nfev=int(nfev), success=bool(success), message=str(message), status=int(status),
+        method=method, loss=loss, weighted=weighted, absolute_sigma=absolute_sigma)
+    result._residuals = lambda: bound.residuals(x)
+    return result
