@@ -159,6 +159,27 @@ def test_full_batch_gradient_descent_agrees_with_the_local_fit(client):
     np.testing.assert_array_equal(also_n.history.train_loss, there.history.train_loss)
 
 
+def test_least_squares_agrees_with_the_local_fit(client):
+    start = {a: 1.0, b: 1.0, c: 0.0}
+    here = sd.least_squares(MODEL, LOCAL, y, start)
+    there = sd.least_squares(MODEL, frame(3), y, start)
+    assert there.success and there.nfev == here.nfev
+    np.testing.assert_allclose(there.x, here.x, rtol=1e-9)
+    np.testing.assert_allclose(there.covariance, here.covariance, rtol=1e-7)
+    assert there.rss == pytest.approx(here.rss, rel=1e-10)
+    assert there.r2 == pytest.approx(here.r2, rel=1e-10)
+    sig = 0.05 + 0.01 * X
+    weighted = pd.DataFrame({"x": X, "y": Y, "s": sig})
+    here = sd.least_squares(MODEL, {"x": X, "y": Y}, y, start, sigma=sig)
+    there = sd.least_squares(MODEL, dd.from_pandas(weighted, npartitions=3), y, start, sigma="s")
+    np.testing.assert_allclose(there.x, here.x, rtol=1e-9)
+    np.testing.assert_allclose(there.stderr.by_name()["b"], here.stderr.by_name()["b"], rtol=1e-7)
+    assert (there.rss, there.chisqr) == pytest.approx((here.rss, here.chisqr), rel=1e-10)
+    assert there.r2 == pytest.approx(here.r2, rel=1e-10)
+    with pytest.raises(UnsupportedError, match="method='lm'"):
+        sd.least_squares(MODEL, frame(3), y, start, loss="soft_l1")
+
+
 def test_mini_batches_on_dask_data_say_what_is_supported(client):
     with pytest.raises(UnsupportedError, match="batch_size=None"):
         sd.fit(OBJ, frame(3), batch_size=100, epochs=1, progress=False)
