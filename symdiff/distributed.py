@@ -10,9 +10,10 @@ local one gives them) that
 * validates and persists the partitions on the workers once (contiguous columns of the
   kernel's dtype; a missing or non-numeric column, NaN or mismatched chunks raise a
   :class:`~symdiff.errors.DataError` naming the column and partition, at bind time);
-* ships the kernel as its IR programs, a small picklable recipe, compiled once per worker
-  process and kept there (keyed by the programs' digest; the on-disk compile cache makes
-  a restarted worker cheap);
+* ships the kernel as its IR programs, a small picklable recipe that travels with the
+  partition tasks once, at bind time (so Dask can recompute a lost partition, recipe and
+  all), compiled once per worker process and kept there (keyed by the programs' digest;
+  the on-disk compile cache makes a restarted worker cheap);
 * sends only theta each call, one task per partition, and gets back partial *sums*
   (at most p² + p + 1 numbers per partition), added in partition order; means divide
   by the global n. Each partition runs single-threaded, so its partial sum does not
@@ -28,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .errors import DataError, DataTypeError, UnsupportedError
@@ -55,20 +54,24 @@ def is_dask(data) -> bool:
 
 # -- the kernel, shipped as its programs -------------------------------------------
 
-@dataclass(frozen=True)
 class Recipe:
-    """What a worker needs to compile a kernel: the kind, its IR programs, dtype, threads."""
+    """What a worker needs to compile a kernel: the kind ("loss", "hessian" or
+    "residuals"), its IR programs, dtype and threads; ``digest`` names it.
 
-    kind: str          # "loss", "hessian" or "residuals"
-    programs: tuple
-    n_params: int
-    dtype: str
-    threads: int
-    digest: str = field(default="", compare=False)
+    A plain class, not a dataclass, so that Dask passes it whole instead of traversing
+    the programs inside.
+    """
 
-    def __post_init__(self):
-        text = "\n".join([self.kind, self.dtype, str(self.threads)] + [repr(p) for p in self.programs])
-        object.__setattr__(self, "digest", hashlib.sha256(text.encode()).hexdigest())
+    __slots__ = ("kind", "programs", "n_params", "dtype", "threads", "digest")
+
+    def __init__(self, kind, programs, n_params, dtype, threads):
+        self.kind, self.programs, self.n_params = kind, tuple(programs), int(n_params)
+        self.dtype, self.threads = str(dtype), int(threads)
+        text = "\n".join([kind, self.dtype, str(self.threads)] + [repr(p) for p in self.programs])
+        self.digest = hashlib.sha256(text.encode()).hexdigest()
+
+    def __reduce__(self):
+        return (Recipe, (self.kind, self.programs, self.n_params, self.dtype, self.threads))
 
     def compile(self):
         """The compiled kernel, once per process."""
@@ -81,16 +84,25 @@ class Recipe:
             if self.kind == "loss":
                 k = codegen.compile_objective(self.programs[0], **opts)
             elif self.kind == "hessian":
-                k = so.compile_hessian(*self.programs, **opts)
+                program, hvp, full = self.programs
+                k = so.compile_hessian(program, hvp, lambda: _needed(full), **opts)
             else:
                 k = so.compile_residuals(self.programs[0], self.n_params, **opts)
             _KERNELS[self.digest] = k
         return k
 
 
+def _needed(hessian_program):
+    if hessian_program is None:
+        raise UnsupportedError("this binding was made for Hessian-vector products "
+                               "(hessian='hvp'); bind with hessian=True for the full Hessian")
+    return hessian_program
+
+
 def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
     """The :class:`Recipe` of ``source``: an Objective (``hessian=True``: its Hessian
-    kernel) or a Residuals."""
+    kernel; ``hessian="hvp"``: the same without the full Hessian, whose program grows as
+    p², for methods that use only Hessian-vector products) or a Residuals."""
     from .objective import Objective
     from .residuals import Residuals
 
@@ -100,7 +112,8 @@ def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
     elif isinstance(source, Objective):
         if hessian:
             from .second_derivatives import hessian_program, hvp_program
-            programs, kind = (hessian_program(source), hvp_program(source)), "hessian"
+            full = None if hessian == "hvp" else hessian_program(source)
+            programs, kind = (source.program(), hvp_program(source), full), "hessian"
         else:
             programs, kind = (source.program(),), "loss"
     else:
@@ -117,18 +130,18 @@ def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
 class Part:
     """One validated partition: contiguous finite columns in the kernel's order."""
 
-    __slots__ = ("cols", "n", "index")
+    __slots__ = ("cols", "n", "index", "recipe")
 
-    def __init__(self, cols, n, index):
-        self.cols, self.n, self.index = cols, n, index
+    def __init__(self, cols, n, index, recipe):
+        self.cols, self.n, self.index, self.recipe = cols, n, index, recipe
 
     def __reduce__(self):
-        return (Part, (self.cols, self.n, self.index))
+        return (Part, (self.cols, self.n, self.index, self.recipe))
 
 
-def checked_part(names, columns, dtype, index) -> Part:
+def checked_part(names, columns, recipe, index) -> Part:
     """Validate one partition's columns; errors name the column and the partition."""
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(recipe.dtype)
     out, n = [], None
     for name, c in zip(names, columns):
         a = np.asarray(c)
@@ -150,25 +163,27 @@ def checked_part(names, columns, dtype, index) -> Part:
             raise DataError(f"data column {name!r} contains {a[row]} at row {row} of partition "
                             f"{index}")
         out.append(a)
-    return Part(tuple(out), n or 0, index)
+    return Part(tuple(out), n or 0, index, recipe)
 
 
-def _from_frame(frame, names, dtype, index):
-    return checked_part(names, [frame[name].to_numpy() for name in names], dtype, index)
+def _from_frame(frame, names, recipe, index):
+    return checked_part(names, [frame[name].to_numpy() for name in names], recipe, index)
 
 
-def _from_chunks(names, dtype, index, *chunks):
-    return checked_part(names, chunks, dtype, index)
+def _from_chunks(names, recipe, index, *chunks):
+    return checked_part(names, chunks, recipe, index)
 
 
 def _length(part) -> int:
     return part.n
 
 
-def partial_sums(part, recipe, method, theta) -> np.ndarray:
+def partial_sums(part, method, theta) -> np.ndarray:
     """Sums over one partition: ``method`` is "grad" (loss and gradient, or the
     Gauss-Newton sums), "value" (loss or Σr²), "hessian" or "hvp" (theta then v)."""
-    kernel = recipe.compile()
+    kernel = part.recipe.compile()
+    if method == "hessian":
+        kernel.compile_hessian()
     runner = {"grad": kernel._grad, "value": kernel._value,
               "hessian": getattr(kernel, "_hess", None), "hvp": getattr(kernel, "_hvp", None)}[method]
     if part.n == 0:
@@ -180,7 +195,7 @@ def partial_sums(part, recipe, method, theta) -> np.ndarray:
 
 # -- data -> per-partition tasks -------------------------------------------------------
 
-def prepared_partitions(data, names, dtype) -> list:
+def prepared_partitions(data, names, recipe) -> list:
     """Dask delayed objects, one per partition, each computing a validated :class:`Part`.
 
     Column presence, dtypes and chunk agreement are checked here from Dask's metadata,
@@ -190,7 +205,8 @@ def prepared_partitions(data, names, dtype) -> list:
 
     if not names:
         raise DataError("Dask data needs at least one data column; this objective has none")
-    dtype = np.dtype(dtype).str
+    # one key for the recipe, a dependency of every partition: each worker fetches it once
+    recipe = dask.delayed(recipe, name=f"symdiff-recipe-{uuid.uuid4().hex}", traverse=False)
     if hasattr(data, "columns") and hasattr(data, "to_delayed"):
         missing = [n for n in names if n not in data.columns]
         if missing:
@@ -203,7 +219,7 @@ def prepared_partitions(data, names, dtype) -> list:
                                     f"(every partition)")
         parts = data[names].to_delayed()
         make = dask.delayed(_from_frame, pure=False)  # keys of this binding alone
-        return [make(p, names, dtype, i) for i, p in enumerate(parts)]
+        return [make(p, names, recipe, i) for i, p in enumerate(parts)]
     if hasattr(data, "keys"):
         given = {(k.name if hasattr(k, "name") and not isinstance(k, str) else str(k)): k
                  for k in data.keys()}
@@ -233,7 +249,7 @@ def prepared_partitions(data, names, dtype) -> list:
                                 f"{where}; rechunk every column to the same row chunks")
         chunks = [a.to_delayed().ravel() for a in arrays]
         make = dask.delayed(_from_chunks, pure=False)
-        return [make(names, dtype, i, *cs) for i, cs in enumerate(zip(*chunks))]
+        return [make(names, recipe, i, *cs) for i, cs in enumerate(zip(*chunks))]
     raise DataTypeError(f"Dask data must be a dask DataFrame or a mapping of symbols to dask "
                         f"arrays, got {type(data).__name__}")
 
@@ -253,35 +269,29 @@ def active_client():
 class _OnCluster:
     """Partitions persisted on the workers; each call one task per partition."""
 
-    def __init__(self, client, prepared, recipe):
-        import dask
+    def __init__(self, client, prepared):
         self.client = client
         self.parts = client.compute(prepared)
-        # the recipe is part of the graph (not scattered), so Dask can recompute it too
-        name = f"symdiff-recipe-{uuid.uuid4().hex}"
-        self.recipe = client.compute(dask.delayed(recipe, name=name, traverse=False))
         self.lengths = client.gather(client.map(_length, self.parts, pure=False))
 
     def sums(self, method, theta):
-        futures = self.client.map(partial_sums, self.parts, recipe=self.recipe, method=method,
-                                  theta=theta, pure=False)
+        futures = self.client.map(partial_sums, self.parts, method=method, theta=theta, pure=False)
         return self.client.gather(futures)
 
     def close(self):
-        self.client.cancel(self.parts + [self.recipe])
+        self.client.cancel(self.parts)
 
 
 class _InProcess:
     """No client: partitions computed once by Dask's default scheduler, kept here."""
 
-    def __init__(self, prepared, recipe):
+    def __init__(self, prepared):
         import dask
         self.parts = list(dask.compute(*prepared))
-        self.recipe = recipe
         self.lengths = [p.n for p in self.parts]
 
     def sums(self, method, theta):
-        return [partial_sums(p, self.recipe, method, theta) for p in self.parts]
+        return [partial_sums(p, method, theta) for p in self.parts]
 
     def close(self):
         self.parts = []
@@ -387,16 +397,17 @@ def bind(source, data, *, hessian=False, dtype=np.float64, threads=1, client=Non
     """
     recipe = recipe_for(source, hessian=hessian, dtype=dtype, threads=threads)
     names = [d.name for d in source.data]
-    prepared = prepared_partitions(data, names, recipe.dtype)
+    prepared = prepared_partitions(data, names, recipe)
     if not prepared:
         raise DataError("empty batch: the Dask data has no partitions")
     client = active_client() if client is None else (None if client is False else client)
-    backend = _OnCluster(client, prepared, recipe) if client is not None else _InProcess(prepared, recipe)
+    backend = _OnCluster(client, prepared) if client is not None else _InProcess(prepared)
     return DistributedBound(recipe, names, backend)
 
 
 def bind_any(source, data, *, hessian=False):
-    """``source.compile(hessian=...).bind(data)``, or :func:`bind` when ``data`` is Dask's."""
+    """``source.compile(hessian=bool(hessian)).bind(data)``, or :func:`bind` when ``data``
+    is Dask's (``hessian="hvp"``: without the full Hessian there)."""
     if is_dask(data):
         return bind(source, data, hessian=hessian)
     if hessian:

@@ -117,7 +117,7 @@ def minimize_quietly(objective, data, x0=None, method="lbfgs", tol=None, maxiter
     scipy_name, second = METHODS[method]
     from .distributed import bind_any  # Dask data: kernels run where the partitions are
 
-    bound = bind_any(objective, data, hessian=second is not None)
+    bound = bind_any(objective, data, hessian={None: False, "hess": True, "hessp": "hvp"}[second])
     fun = _guarded(bound if second is None else bound.loss_grad, len(x))
 
     bar = _progress_bar(method, maxiter) if progress else None

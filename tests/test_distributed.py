@@ -123,8 +123,17 @@ def test_bound_calls_match_numpy_and_local_kernels(client):
     np.testing.assert_allclose(jtj, J.T @ J, rtol=1e-11)
     assert rb.value(THETA) == pytest.approx(rss, rel=1e-13)
     # only theta out and p + 1 sums back per partition
+    def compiled_here():
+        import codegen
+        from symdiff import distributed as here
+        return dict(codegen.STATS), sorted(here._KERNELS)
+
+    seen = client.run(compiled_here)
     before = dict(bound.stats)
     bound(THETA)
+    # compiled once per worker process: later tasks neither compile nor look up a cache
+    assert client.run(compiled_here) == seen
+    assert all(bound.recipe.digest in kernels for _, kernels in seen.values())
     moved = {k: bound.stats[k] - before[k] for k in before}
     assert moved == {"calls": 1, "tasks": 4, "bytes_sent": 4 * 3 * 8, "bytes_received": 4 * 4 * 8}
 
@@ -144,8 +153,9 @@ def test_minimize_lbfgs_agrees_with_the_local_fit(client):
     assert there.success
     np.testing.assert_allclose(there.x, here.x, rtol=1e-7, atol=1e-9)
     assert there.fun == pytest.approx(here.fun, rel=1e-10)
-    newton = sd.minimize(OBJ, frame(3), x0=start, method="newton")
-    np.testing.assert_allclose(newton.x, here.x, rtol=1e-7, atol=1e-9)
+    for method in ("newton", "newton-cg"):
+        second = sd.minimize(OBJ, frame(3), x0=start, method=method)
+        np.testing.assert_allclose(second.x, here.x, rtol=1e-7, atol=1e-9)
 
 
 def test_full_batch_gradient_descent_agrees_with_the_local_fit(client):
