@@ -58,6 +58,10 @@ def transfers(client):
     return sum(c for c, _ in counts), sum(b for _, b in counts)
 
 
+def _noop(z):
+    return z
+
+
 def per_call(fn, repeats):
     """Median seconds and median loopback bytes per call (medians: other processes on a
     shared machine use the loopback interface too)."""
@@ -114,6 +118,11 @@ def main(argv=None):
             rows.append((name, t_here, t_there, bind_s, sent, back, wire, idle, moved))
             there.close()
 
+        futures = client.map(_noop, range(parts))
+        client.gather(futures)
+        floor, floor_wire = per_call(lambda: client.gather(client.map(_noop, futures, pure=False)),
+                                     args.repeats)
+
         fits = []
         for name, run in (("sd.least_squares (LM)", lambda d: sd.least_squares(MODEL, d, y, START)),
                           ("sd.minimize (L-BFGS)", lambda d: sd.minimize(obj, d, x0=START))):
@@ -133,7 +142,9 @@ def main(argv=None):
         print(f"{name:36s} {1e3 * t_here:9.2f} {1e3 * t_there:9.2f} {t_there / t_here:6.2f} "
               f"{bind_s:7.2f} {sent:11.0f} {back:11.0f} {wire:10.0f} {idle:9.0f} "
               f"{moved[0]:8d} ({moved[1]} B)")
-    print(f"{'whole fit':36s} {'local s':>9s} {'dask s':>9s} {'iters':>6s} {'ms/it local':>11s} "
+    print(f"{'Dask floor: %d no-op tasks' % parts:36s} {'':9s} {1e3 * floor:9.2f} {'':6s} {'':7s} "
+          f"{'':11s} {'':11s} {floor_wire:10.0f}")
+    print(f"{'whole fit (dask: bind included)':36s} {'local s':>9s} {'dask s':>9s} {'iters':>6s} {'ms/it local':>11s} "
           f"{'ms/it dask':>10s}  same optimum")
     for name, out in fits:
         (tl, rl), (td, rd) = out["local"], out["dask"]
