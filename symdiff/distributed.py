@@ -10,10 +10,11 @@ local one gives them) that
 * validates and persists the partitions on the workers once (contiguous columns of the
   kernel's dtype; a missing or non-numeric column, NaN or mismatched chunks raise a
   :class:`~symdiff.errors.DataError` naming the column and partition, at bind time);
-* ships the kernel as its IR programs, a small picklable recipe that travels with the
-  partition tasks once, at bind time (so Dask can recompute a lost partition, recipe and
-  all), compiled once per worker process and kept there (keyed by the programs' digest;
-  the on-disk compile cache makes a restarted worker cheap);
+* ships the kernel as its IR programs, a small picklable :class:`Recipe`: one key of the
+  task graph that every partition depends on (so Dask can recompute a lost partition,
+  recipe and all), fetched once per worker, compiled once per worker process and kept
+  there (keyed by the programs' digest; the on-disk compile cache makes a restarted
+  worker cheap);
 * sends only theta each call, one task per partition, and gets back partial *sums*
   (at most p² + p + 1 numbers per partition), added in partition order; means divide
   by the global n. Each partition runs single-threaded, so its partial sum does not
@@ -28,13 +29,18 @@ here. Dask is imported only when data is a Dask collection.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
+from collections import OrderedDict
+
 import numpy as np
 
 from .errors import DataError, DataTypeError, UnsupportedError
 
-#: per worker process: recipe digest -> compiled kernel
-_KERNELS: dict = {}
+#: per worker process: recipe digest -> compiled kernel (the most recent ones)
+_KERNELS: OrderedDict = OrderedDict()
+_KERNELS_SIZE = 32
+_KERNELS_LOCK = threading.Lock()
 
 
 def is_dask(data) -> bool:
@@ -76,20 +82,28 @@ class Recipe:
     def compile(self):
         """The compiled kernel, once per process."""
         k = _KERNELS.get(self.digest)
-        if k is None:
-            import codegen
-            import codegen.second_order as so
+        if k is not None:
+            return k
+        with _KERNELS_LOCK:  # a worker with several threads compiles once
+            k = _KERNELS.get(self.digest)
+            if k is None:
+                k = self._build()
+                _KERNELS[self.digest] = k
+                while len(_KERNELS) > _KERNELS_SIZE:
+                    _KERNELS.popitem(last=False)
+            return k
 
-            opts = dict(dtype=np.dtype(self.dtype), threads=self.threads, cache=True)
-            if self.kind == "loss":
-                k = codegen.compile_objective(self.programs[0], **opts)
-            elif self.kind == "hessian":
-                program, hvp, full = self.programs
-                k = so.compile_hessian(program, hvp, lambda: _needed(full), **opts)
-            else:
-                k = so.compile_residuals(self.programs[0], self.n_params, **opts)
-            _KERNELS[self.digest] = k
-        return k
+    def _build(self):
+        import codegen
+        import codegen.second_order as so
+
+        opts = dict(dtype=np.dtype(self.dtype), threads=self.threads, cache=True)
+        if self.kind == "loss":
+            return codegen.compile_objective(self.programs[0], **opts)
+        if self.kind == "hessian":
+            program, hvp, full = self.programs
+            return so.compile_hessian(program, hvp, lambda: _needed(full), **opts)
+        return so.compile_residuals(self.programs[0], self.n_params, **opts)
 
 
 def _needed(hessian_program):
