@@ -293,7 +293,7 @@ class _OnCluster:
         return self.client.gather(futures)
 
     def close(self):
-        self.client.cancel(self.parts)
+        self.parts = []  # dropping the futures releases the partitions; never blocks
 
 
 class _InProcess:
@@ -328,11 +328,13 @@ class DistributedBound:
         self.n = int(sum(backend.lengths))
         if self.n == 0:
             raise DataError("empty batch: the Dask data has 0 samples")
-        self._param_names = [f"theta[{k}]" for k in range(recipe.n_params)]
+        self._param_names = list(recipe.programs[0].params)  # errors name the parameter
         self.stats = {"calls": 0, "tasks": 0, "bytes_sent": 0, "bytes_received": 0}
 
     def _sums(self, method, theta, v=None) -> np.ndarray:
         from codegen.kernel import check_theta
+        if self._backend is None:
+            raise DataError("this Dask binding was closed (its partitions released); bind again")
         theta = check_theta(theta, self._param_names)
         if v is not None:
             from codegen.second_order import _direction

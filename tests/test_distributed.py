@@ -165,8 +165,10 @@ def test_full_batch_gradient_descent_agrees_with_the_local_fit(client):
     np.testing.assert_allclose(there.history.train_loss, here.history.train_loss, rtol=1e-12)
     np.testing.assert_allclose(list(there.params_dict.values()), list(here.params_dict.values()),
                                rtol=1e-12)
-    also_n = sd.fit(OBJ, frame(3), batch_size=N, **kw)
+    also_n = sd.fit(OBJ, frame(3), batch_size=N, validation=frame(2), **kw)
     np.testing.assert_array_equal(also_n.history.train_loss, there.history.train_loss)
+    held_out = sd.fit(OBJ, LOCAL, validation=LOCAL, **kw)
+    np.testing.assert_allclose(also_n.history.val_loss, held_out.history.val_loss, rtol=1e-12)
 
 
 def test_least_squares_agrees_with_the_local_fit(client):
