@@ -200,7 +200,7 @@ def test_mini_batches_on_dask_data_say_what_is_supported(client):
 
 
 def test_data_stays_on_the_workers(client):
-    """2e6 rows (32 MB) generated on the workers: the client allocates kilobytes."""
+    """2e6 rows (32 MB) generated on the workers: the client never holds them."""
     n, chunk = 2_000_000, 500_000
     xs = da.random.RandomState(1).uniform(0, 4, size=n, chunks=chunk)
     ys = 2.5 * da.exp(-0.8 * xs) + 0.3
@@ -213,7 +213,8 @@ def test_data_stays_on_the_workers(client):
     finally:
         tracemalloc.stop()
     assert bound.n == n and np.isfinite(loss)
-    assert peak < 2_000_000, f"the client allocated {peak} bytes for {16 * n} bytes of data"
+    # about 1 MB here: Dask's bookkeeping for 4 partitions, whatever their length
+    assert peak < 16 * n / 8, f"the client allocated {peak} bytes for {16 * n} bytes of data"
     bound.close()
 
 
