@@ -44,7 +44,8 @@ RUNTIME_ERROR = 1
 GRAD_FORMATS = ("pretty", "text", "latex", "program", "llvm", "asm")
 LOSS_NAMES = ("mse", "mae", "huber", "logistic")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-METHOD_NAMES = ("lm",) + OPTIMIZER_NAMES
+SECOND_ORDER_METHODS = ("lbfgs", "newton")
+METHOD_NAMES = ("lm",) + SECOND_ORDER_METHODS + OPTIMIZER_NAMES
 
 
 class CommandError(Exception):
@@ -170,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--init", type=_assignments, default={}, help="starting values, e.g. a=1,b=0.1 (others start at 1)")
     fit.add_argument("--loss", choices=LOSS_NAMES, default="mse", help="per-sample loss (default mse)")
     fit.add_argument("--method", choices=METHOD_NAMES, default=None,
-                     help="lm (Levenberg-Marquardt least squares, the default for --loss mse) or a "
-                     "first-order optimizer (the default for other losses: adam)")
+                     help="lm (Levenberg-Marquardt least squares, the default for --loss mse), lbfgs "
+                     "or newton (full-batch, to convergence, any loss), or a first-order optimizer "
+                     "(the default for other losses: adam)")
     fit.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=None,
                      help="first-order optimizer (same as --method NAME)")
     fit.add_argument("--sigma", metavar="COLUMN", help="column of per-row standard deviations "
@@ -539,8 +541,11 @@ def run_fit(args) -> int:
     _check_outputs(args)
     problem = FitProblem.from_args(args)
     if method == "lm":
-        from symdiff.cli_lm import run_lm_fit
+        from symdiff.cli_solvers import run_lm_fit
         return run_lm_fit(args, problem)
+    if method in SECOND_ORDER_METHODS:
+        from symdiff.cli_solvers import run_minimize_fit
+        return run_minimize_fit(args, problem, method)
     args.optimizer = method
     objective = Objective(LOSSES[args.loss](problem.formula, problem.response),
                           params=problem.params, data=[*problem.inputs, problem.response])

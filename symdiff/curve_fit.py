@@ -17,14 +17,14 @@ from collections import OrderedDict
 import numpy as np
 import sympy as sp
 
-from .errors import DataError, FormulaError, SymdiffError, SymdiffWarning
+from .errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
 from .least_squares import fit_least_squares
 from .tracing import TraceError, function_name, trace
 
 _TRACES: "OrderedDict[tuple, tuple]" = OrderedDict()
 _TRACE_CACHE_SIZE = 64
 _TARGET = sp.Symbol("_symdiff_y", real=True)
-_OPTIONS = {"xtol", "ftol", "gtol", "max_nfev", "maxfev", "loss", "check_finite", "nan_policy"}
+_OPTIONS = {"xtol", "ftol", "gtol", "max_nfev", "maxfev", "loss", "check_finite", "nan_policy", "jac"}
 
 
 class OptimalParametersNotFound(SymdiffError, RuntimeError):
@@ -145,12 +145,17 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     Levenberg–Marquardt (bounds by a change of variables), ``"trf"``/``"dogbox"`` for
     scipy's solvers on symdiff's kernels. ``sigma``: 1-D standard deviations (a 2-D
     covariance is not supported). Keywords: ``xtol``, ``ftol``, ``gtol``, ``max_nfev``
-    (or ``maxfev``), ``loss``. Raises :class:`OptimalParametersNotFound` (a
+    (or ``maxfev``), ``loss``; ``jac`` is accepted and not needed (the Jacobian is derived
+    exactly from ``f``); NaN in the data raise a DataError (scipy's
+    ``check_finite``; ``nan_policy`` other than ``"raise"`` is refused). Raises :class:`OptimalParametersNotFound` (a
     ``RuntimeError``) when the fit does not converge, as scipy does.
     """
     unknown = set(kwargs) - _OPTIONS
     if unknown:
         raise TypeError(f"curve_fit got unexpected keyword argument(s) {sorted(unknown)}")
+    if kwargs.get("nan_policy") not in (None, "raise"):
+        raise UnsupportedError(f"nan_policy={kwargs['nan_policy']!r} is not supported: drop the NaN "
+                               "rows before fitting (symdiff raises on NaN, as nan_policy='raise')")
     x = np.asarray(xdata, dtype=float)
     y = np.asarray(ydata, dtype=float).ravel()
     if x.ndim == 1:
@@ -194,14 +199,14 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
                             absolute_sigma=absolute_sigma,
                             bounds=None if no_bounds else (lower, upper),
                             loss=kwargs.get("loss", "linear"), method=method, max_nfev=max_nfev,
-                            **tol)
+                            report=False, **tol)
     if not res.success:
         raise OptimalParametersNotFound(f"Optimal parameters not found: {res.message}")
-    pcov = res.covariance
+    pcov = res.covariance(absolute_sigma)
     if not np.all(np.isfinite(pcov)):
         import warnings
         warnings.warn("Covariance of the parameters could not be estimated", SymdiffWarning,
                       stacklevel=2)
     if full_output:
-        return res.x, pcov, {"nfev": res.nfev, "fvec": res._residuals()}, res.message, res.status
+        return res.x, pcov, {"nfev": res.nfev, "fvec": res.bound.residuals(res.x)}, res.message, res.status
     return res.x, pcov

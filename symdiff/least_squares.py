@@ -13,8 +13,10 @@ directions are dropped as in curve_fit's pseudo-inverse.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 import sympy as sp
@@ -62,7 +64,9 @@ def _model_expr(model, target):
     return _as_expr(model, "model"), target
 
 
+@functools.lru_cache(maxsize=256)
 def _names_in(expr):
+    """``{name: symbol}`` of ``expr``'s free symbols (cached: fits are called in loops)."""
     from .objective import _free_symbols
     return {s.name: s for s in _free_symbols(expr)}
 
@@ -145,8 +149,11 @@ def least_squares(model, data, target, p0, *, params=None, sigma=None, absolute_
 
 def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absolute_sigma=False,
                       bounds=None, loss="linear", method="lm", xtol=1e-8, ftol=1e-8, gtol=1e-8,
-                      max_nfev=None) -> LeastSquaresResult:
-    """:func:`least_squares` without the non-convergence warning (callers decide)."""
+                      max_nfev=None, report=True):
+    """:func:`least_squares` without the non-convergence warning (callers decide).
+
+    ``report=False`` skips the :class:`LeastSquaresResult` and returns a :class:`RawFit`
+    (what ``curve_fit`` needs, at less cost per call)."""
     expr, target = _model_expr(model, target)
     if target is None:
         raise FormulaError("least_squares needs the target (response) column")
@@ -196,24 +203,46 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
     residuals = residuals_for(expr, target, params, inputs, sigma is not None)
     kernel = residuals.compile()
     bound = kernel.bind(cols)
-    lower, upper = (-np.inf, np.inf) if bounds is None else bounds
 
     if method == "lm":
         out = levenberg_marquardt(bound, theta0, jacobian=lambda t: (bound.residuals(t), bound.jacobian(t)),
-                                  bounds=(lower, upper), xtol=xtol, ftol=ftol, gtol=gtol,
+                                  bounds=bounds, xtol=xtol, ftol=ftol, gtol=gtol,
                                   max_nfev=max_nfev)
         x, nfev, success, message, status = out.x, out.nfev, out.success, out.message, out.status
         sums = (out.rss, out.jtr, out.jtj)
     else:
         from scipy.optimize import least_squares as scipy_least_squares
         kw = {} if max_nfev is None else {"max_nfev": max_nfev}
+        lower, upper = (-np.inf, np.inf) if bounds is None else bounds
         with np.errstate(all="ignore"):
             sol = scipy_least_squares(bound.residuals, theta0, jac=bound.jacobian, bounds=(lower, upper),
                                       method=method, loss=loss, xtol=xtol, ftol=ftol, gtol=gtol, **kw)
         x, nfev, success, message, status = sol.x, sol.nfev, bool(sol.success), sol.message, sol.status
         sums = None
+    if not report:
+        return RawFit(x, sums if sums is not None else bound(x), nfev, success, str(message),
+                      int(status), bound, len(params))
     return _result(expr, target, params, inputs, bound, cols, x, nfev, success, message, status,
                    absolute_sigma, method, loss, sigma is not None, sums)
+
+
+class RawFit(NamedTuple):
+    """A solved fit without its report: estimates, ``(χ², Jᵀr, JᵀJ)`` there, the solver's
+    verdict and the bound kernel."""
+
+    x: np.ndarray
+    sums: tuple
+    nfev: int
+    success: bool
+    message: str
+    status: int
+    bound: object
+    n_params: int
+
+    def covariance(self, absolute_sigma):
+        chisqr, _, jtj = self.sums
+        return covariance_from(jtj, chisqr, self.bound.n - self.n_params, absolute_sigma,
+                               jacobian=lambda: self.bound.jacobian(self.x))
 
 
 def _start(p0, pnames):

@@ -67,6 +67,21 @@ class LMResult:
     history: list = field(default_factory=list, repr=False)
 
 
+def _eigh(matrix):
+    """``np.linalg.eigh`` (lower triangle) without its Python wrapper, whose checks cost
+    three times the decomposition of a small matrix; the wrapper when unavailable."""
+    try:
+        return _EIGH_LO(matrix)
+    except Exception:
+        return np.linalg.eigh(matrix)
+
+
+try:
+    from numpy.linalg._umath_linalg import eigh_lo as _EIGH_LO
+except ImportError:  # pragma: no cover - other numpy layouts
+    _EIGH_LO = np.linalg.eigh
+
+
 class _Linearization:
     """The Gauss–Newton model at one point in eigen-coordinates of the scaled problem.
 
@@ -81,7 +96,7 @@ class _Linearization:
     @classmethod
     def from_normal(cls, jtr, jtj, d):
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
-        s2, V = np.linalg.eigh(jtj / d / d[:, None])
+        s2, V = _eigh(jtj / (d[:, None] * d))
         s2 = np.maximum(s2, 0.0)
         a = (jtr / d) @ V
         return cls(s2, V, a, s2 > _EPS * len(d) * s2[-1])
@@ -112,14 +127,21 @@ class _Linearization:
         anorm = math.sqrt(self.a @ self.a)
         upper = anorm / delta
         lower = 0.0
-        if lam <= 0.0 or not np.isfinite(lam):
+        if lam <= 0.0 or not math.isfinite(lam):
             lam = max(upper * 1e-3, 1e-300)
         lam = min(max(lam, lower), upper)
+        # the secular iterations in plain floats: p is small and numpy's per-call cost is not
+        a2 = [v * v for v in self.a.tolist()]
+        s2 = self.s2.tolist()
         for _ in range(60):
             if lam <= 0.0:
                 lam = max(1e-3 * upper, 1e-300)
-            c = self.step(lam)
-            cnorm = math.sqrt(c @ c)
+            cnorm2 = w2 = 0.0
+            for ai2, si2 in zip(a2, s2):
+                q = ai2 / ((si2 + lam) * (si2 + lam))
+                cnorm2 += q
+                w2 += q / (si2 + lam)
+            cnorm = math.sqrt(cnorm2)
             phi = cnorm - delta
             if abs(phi) <= 0.1 * delta:
                 break
@@ -128,11 +150,11 @@ class _Linearization:
             else:
                 upper = min(upper, lam)
             # Newton on 1/‖c(λ)‖ − 1/Δ, nearly linear in λ
-            w2 = float(c @ (c / (self.s2 + lam)))
-            new = lam + (cnorm - delta) * cnorm ** 2 / (delta * w2) if w2 > 0 else 2 * lam
+            new = lam + (cnorm - delta) * cnorm2 / (delta * w2) if w2 > 0 else 2 * lam
             if not (lower < new < upper):
                 new = 0.5 * (lower + upper) if upper > lower else new
             lam = new
+        c = self.step(lam)
         return lam, c
 
 
@@ -209,7 +231,9 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, x
     p = x0.size
     if max_nfev is None:
         max_nfev = 100 * (p + 1)
-    box = _Bounds(*(bounds if bounds is not None else (-np.inf, np.inf)), p)
+    box = _Bounds(*bounds, p) if bounds is not None else None
+    if box is not None and not box.active:
+        box = None
     with np.errstate(all="ignore"):
         return _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback)
 
@@ -223,7 +247,7 @@ class _State:
 
 def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback):
     nfev = njev_extra = 0
-    bounded = box.active
+    bounded = box is not None
 
     def evaluate(u):
         nonlocal nfev
@@ -233,7 +257,10 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
         st.x = x = box.to_external(u) if bounded else u
         out = fun(x)
         if form == "normal":
-            rss, g, A = float(out[0]), np.asarray(out[1], float), np.asarray(out[2], float)
+            rss, g, A = out
+            rss = float(rss)
+            if type(g) is not np.ndarray or type(A) is not np.ndarray:
+                g, A = np.asarray(g, float), np.asarray(A, float)
             st.r = st.J = None
         else:
             r, J = np.asarray(out[0], float).ravel(), np.asarray(out[1], float).reshape(-1, p)
@@ -273,8 +300,7 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
             delta = factor * xnorm if xnorm > 0 else factor
         fnorm = math.sqrt(rss)
         if fnorm > 0:
-            cosines = np.abs(g) / (colnorm * fnorm)
-            gnorm = float(np.max(np.where(colnorm > 0, cosines, 0.0)))
+            gnorm = float(np.max(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
         else:
             gnorm = 0.0
         if gnorm <= gtol:

@@ -122,3 +122,18 @@ def test_lm_plot(capsys, tmp_path, enzyme_csv):
     status, _, err = run(capsys, "fit", "v ~ Vmax*S/(Km + S)", "--data", str(path), "--plot", str(plot))
     assert status == 0, err
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "newton"])
+def test_second_order_methods_reach_the_least_squares_optimum(capsys, tmp_path, enzyme_csv, method):
+    path, *_ = enzyme_csv
+    lm_json, other_json = tmp_path / "lm.json", tmp_path / f"{method}.json"
+    assert run(capsys, "fit", "v ~ Vmax*S/(Km + S)", "--data", str(path), "--json", str(lm_json))[0] == 0
+    status, out, err = run(capsys, "fit", "v ~ Vmax*S/(Km + S)", "--data", str(path), "--method", method,
+                           "--json", str(other_json))
+    assert status == 0, err
+    lm, other = json.loads(lm_json.read_text()), json.loads(other_json.read_text())
+    assert other["method"] == method and other["success"] is True
+    for name in ("Vmax", "Km"):
+        assert other["params"][name] == pytest.approx(lm["params"][name], rel=1e-4)
+    assert f"method     {method}" in out

@@ -151,6 +151,10 @@ def test_bad_arguments():
         sd.curve_fit(decay, X, Y, p0=[1, 1])
     with pytest.raises(TypeError, match="unexpected keyword"):
         sd.curve_fit(decay, X, Y, epsilon=3)
+    with pytest.raises(sd.UnsupportedError, match="nan_policy"):
+        sd.curve_fit(decay, X, Y, nan_policy="omit")
+    with pytest.raises(sd.DataError):
+        sd.curve_fit(decay, X, np.where(X > 2, np.nan, Y))
     with pytest.raises(sd.DataError, match="2-D covariance"):
         sd.curve_fit(decay, X, Y, sigma=np.eye(X.size))
 

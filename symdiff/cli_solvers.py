@@ -1,6 +1,8 @@
-"""``symdiff fit --method lm``: least squares by Levenberg–Marquardt, with uncertainties.
+"""``symdiff fit`` by second-order solvers: ``--method lm`` (least squares by
+Levenberg–Marquardt, with uncertainties; the default for the squared-error loss) and
+``--method lbfgs``/``newton`` (``sd.minimize`` on any loss).
 
-Called by :func:`symdiff.cli.run_fit` for the squared-error loss (the default). Starts:
+Called by :func:`symdiff.cli.run_fit`. Starts:
 ``--init`` values, else the least-squares values of the parameters the formula is linear in
 (given the others), else 1 — the report says which. Prints the fit report (value ±
 standard error and relative error, RSS, reduced χ², R², AIC, correlations); a fit that
@@ -198,3 +200,52 @@ def plot_fit_and_residuals(path, problem, result) -> None:
     right.set_title(f"residuals (R² = {result.r2:.4g})")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+
+
+def run_minimize_fit(args, problem, method) -> int:
+    """Minimize the mean ``--loss`` by ``sd.minimize`` (L-BFGS or Newton); report; exit code."""
+    from .least_squares import residuals_for
+    from .losses import LOSSES
+    from .minimization import minimize_quietly
+    from .objective import Objective
+
+    columns = {s.name: problem.columns[s.name] for s in [*problem.inputs, problem.response]}
+    plain = residuals_for(problem.formula, problem.response, problem.params, problem.inputs, False)
+    theta0, source = starting_values(problem, args.init, plain.compile().bind(columns))
+    objective = Objective(LOSSES[args.loss](problem.formula, problem.response), params=problem.params,
+                          data=[*problem.inputs, problem.response])
+    started = time.perf_counter()
+    result = minimize_quietly(objective, problem.data, x0=theta0, method=method)
+    seconds = time.perf_counter() - started
+    theta = np.asarray(result.x, dtype=float)
+    from .cli import _score
+    prediction = problem.predict(theta, problem.data)
+    score_name, score = _score(args.loss, prediction, problem.target)
+    n = problem.target.size
+    print(f"\nmodel      {args.model}")
+    print(f"data       {n} rows of {args.data}")
+    print("start      " + ", ".join(f"{p.name}={v:.6g} ({source[p.name]})" for p, v in zip(problem.params, theta0)))
+    print(f"method     {method} on the mean {args.loss} loss: {'converged' if result.success else 'NOT converged'} "
+          f"after {result.nit} iterations ({result.message})")
+    width = max(len(p.name) for p in problem.params)
+    for index, (p, value) in enumerate(zip(problem.params, theta)):
+        print(f"{'parameters' if index == 0 else '':10} {p.name:<{width}} = {value:.8g}")
+    print(f"final loss {float(result.fun):.6g}")
+    print(f"{'R^2' if score_name == 'r2' else 'accuracy':10} {score:.4g}")
+    print(f"time       {seconds:.3f} s")
+    report = {"model": args.model, "data": str(args.data), "rows": int(n), "loss_function": args.loss,
+              "method": method, "start": {p.name: float(v) for p, v in zip(problem.params, theta0)},
+              "start_source": source, "params": {p.name: float(v) for p, v in zip(problem.params, theta)},
+              "final_loss": float(result.fun), score_name: score, "nit": int(result.nit),
+              "nfev": int(getattr(result, "nfev", 0) or 0), "success": bool(result.success),
+              "message": str(result.message), "seconds": seconds}
+    if args.json:
+        from .cli import _finite_or_none
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(_finite_or_none(report), handle, indent=2)
+        print(f"saved      {args.json}")
+    if not result.success:
+        print(f"symdiff: warning: the fit did not converge ({method}): {result.message}; the parameters "
+              "above are where it stopped", file=sys.stderr)
+        return NOT_CONVERGED
+    return 0
