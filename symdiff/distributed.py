@@ -181,7 +181,10 @@ def checked_part(names, columns, recipe, index) -> Part:
 
 
 def _from_frame(frame, names, recipe, index):
-    return checked_part(names, [frame[name].to_numpy() for name in names], recipe, index)
+    # numeric columns (checked from the metadata); pandas' missing values become NaN
+    columns = [frame[name].to_numpy(dtype=np.dtype(recipe.dtype), na_value=np.nan)
+               for name in names]
+    return checked_part(names, columns, recipe, index)
 
 
 def _from_chunks(names, recipe, index, *chunks):

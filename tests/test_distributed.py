@@ -239,6 +239,13 @@ def test_nan_names_the_column_and_partition(client):
         sd.fit(OBJ, ddf, epochs=2, progress=False)
 
 
+def test_missing_values_of_pandas_nullable_columns_are_named(client):
+    table = pd.DataFrame({"x": pd.array(X, dtype="Float64"), "y": Y})
+    table.loc[7, "x"] = pd.NA
+    with pytest.raises(DataError, match=r"'x' contains nan at row 7 of partition 0"):
+        sdd.bind(OBJ, dd.from_pandas(table, npartitions=2))
+
+
 def test_mismatched_chunks_name_the_column_and_partition(client):
     arrays = {x: da.from_array(X, chunks=5000), y: da.from_array(Y, chunks=(5000, 4000, 11011))}
     with pytest.raises(DataError, match=r"'y' is chunked differently.*partition 1"):
