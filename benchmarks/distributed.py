@@ -118,7 +118,7 @@ def main(argv=None):
             rows.append((name, t_here, t_there, bind_s, sent, back, wire, idle, moved))
             there.close()
 
-        futures = client.map(_noop, range(parts))
+        futures = client.map(_noop, range(args.workers))  # a call is one task per worker
         client.gather(futures)
         floor, floor_wire = per_call(lambda: client.gather(client.map(_noop, futures, pure=False)),
                                      args.repeats)
@@ -142,7 +142,7 @@ def main(argv=None):
         print(f"{name:36s} {1e3 * t_here:9.2f} {1e3 * t_there:9.2f} {t_there / t_here:6.2f} "
               f"{bind_s:7.2f} {sent:11.0f} {back:11.0f} {wire:10.0f} {idle:9.0f} "
               f"{moved[0]:8d} ({moved[1]} B)")
-    print(f"{'Dask floor: %d no-op tasks' % parts:36s} {'':9s} {1e3 * floor:9.2f} {'':6s} {'':7s} "
+    print(f"{'Dask floor: %d no-op tasks' % args.workers:36s} {'':9s} {1e3 * floor:9.2f} {'':6s} {'':7s} "
           f"{'':11s} {'':11s} {floor_wire:10.0f}")
     print(f"{'whole fit (dask: bind included)':36s} {'local s':>9s} {'dask s':>9s} {'iters':>6s} {'ms/it local':>11s} "
           f"{'ms/it dask':>10s}  same optimum")

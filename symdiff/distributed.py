@@ -15,9 +15,9 @@ local one gives them) that
   recipe and all), fetched once per worker, compiled once per worker process and kept
   there (keyed by the programs' digest; the on-disk compile cache makes a restarted
   worker cheap);
-* sends only theta each call, one task per partition, and gets back partial *sums*
-  (at most p² + p + 1 numbers per partition), added in partition order; means divide
-  by the global n. Each partition runs single-threaded, so its partial sum does not
+* sends only theta each call, one task per worker (for the partitions it holds), and
+  gets back partial *sums* (at most p² + p + 1 numbers per partition), added in
+  partition order; means divide by the global n. Each partition runs single-threaded, so its partial sum does not
   depend on which worker computes it: reruns, and fits during which Dask recomputed a
   lost partition elsewhere, are bit-identical.
 
@@ -283,17 +283,49 @@ def active_client():
         return None
 
 
+def partial_sums_of(parts, method, theta) -> list:
+    """:func:`partial_sums` of each of ``parts`` (one task for a worker's partitions)."""
+    return [partial_sums(part, method, theta) for part in parts]
+
+
 class _OnCluster:
-    """Partitions persisted on the workers; each call one task per partition."""
+    """Partitions persisted on the workers; each call one task per worker.
+
+    The partitions are grouped by the worker holding them (asked once, and again every
+    ``REGROUP`` calls), and each group is one task: Dask runs a task where its inputs
+    are, so nothing but theta and the sums moves, and a call costs one task per worker,
+    not one per partition. If a worker dies, Dask recomputes its partitions and runs
+    their group elsewhere (moving data until the next regrouping); the sums are still
+    added in partition order, so the results do not change.
+    """
+
+    REGROUP = 16
 
     def __init__(self, client, prepared):
         self.client = client
         self.parts = client.compute(prepared)
         self.lengths = client.gather(client.map(_length, self.parts, pure=False))
+        self._group()
+
+    def _group(self):
+        holders = self.client.who_has(self.parts)
+        groups = {}
+        for i, f in enumerate(self.parts):
+            groups.setdefault(min(holders.get(f.key) or [""]), []).append(i)
+        self.groups = list(groups.values())
+        self.calls = 0
 
     def sums(self, method, theta):
-        futures = self.client.map(partial_sums, self.parts, method=method, theta=theta, pure=False)
-        return self.client.gather(futures)
+        self.calls += 1
+        if self.calls > self.REGROUP:
+            self._group()
+        futures = [self.client.submit(partial_sums_of, [self.parts[i] for i in group], method,
+                                      theta, pure=False) for group in self.groups]
+        sums = [None] * len(self.parts)
+        for group, results in zip(self.groups, self.client.gather(futures)):
+            for i, s in zip(group, results):
+                sums[i] = s
+        return sums
 
     def close(self):
         self.parts = []  # dropping the futures releases the partitions; never blocks
@@ -344,12 +376,13 @@ class DistributedBound:
             theta = np.concatenate([theta, _direction(v, len(theta))])
         parts = self._backend.sums(method, theta)
         total = np.array(parts[0], dtype=np.float64, copy=True)
-        for s in parts[1:]:
+        for s in parts[1:]:  # in partition order, wherever they were computed
             total += s
+        tasks = len(getattr(self._backend, "groups", parts))
         st = self.stats
         st["calls"] += 1
-        st["tasks"] += len(parts)
-        st["bytes_sent"] += theta.nbytes * len(parts)
+        st["tasks"] += tasks
+        st["bytes_sent"] += theta.nbytes * tasks
         st["bytes_received"] += sum(np.asarray(s).nbytes for s in parts)
         return total
 
