@@ -142,7 +142,11 @@ def test_bound_calls_match_numpy_and_local_kernels(client):
 
 
 def test_reruns_and_the_default_scheduler_are_bit_identical(client):
-    one = sdd.bind(OBJ, frame(3))(THETA)
+    bound = sdd.bind(OBJ, frame(3))
+    one = bound(THETA)
+    for _ in range(bound._backend.REGROUP + 2):  # through a regrouping of the partitions
+        again = bound(THETA)
+        assert again[0] == one[0] and np.array_equal(again[1], one[1])
     two = sdd.bind(OBJ, frame(3))(THETA)
     here = sdd.bind(OBJ, frame(3), client=False)(THETA)
     for other in (two, here):
