@@ -256,6 +256,9 @@ def prepared_partitions(data, names, recipe) -> list:
         first = arrays[0].chunks[0]
         for name, a in zip(names[1:], arrays[1:]):
             rows = a.chunks[0]
+            unknown = any(r != r for r in rows + first)  # NaN: sizes known only when computed
+            if unknown and len(rows) == len(first):
+                continue  # each partition's lengths are compared when it is prepared
             if rows != first:
                 i = next((k for k, (r, f) in enumerate(zip(rows, first)) if r != f),
                          min(len(rows), len(first)))

@@ -260,6 +260,11 @@ def test_mismatched_chunks_name_the_column_and_partition(client):
     arrays = {x: da.from_array(X, chunks=5000), y: Y}
     with pytest.raises(DataTypeError, match="'y'"):
         sdd.bind(OBJ, arrays)
+    # chunk sizes unknown until computed (a DataFrame's to_dask_array()): checked per partition
+    left = dd.from_pandas(pd.DataFrame({"x": X}), npartitions=3).x.to_dask_array()
+    right = dd.from_pandas(pd.DataFrame({"y": Y[:-5]}), npartitions=3).y.to_dask_array()
+    with pytest.raises(DataError, match=r"'y' has \d+ rows in partition \d, but 'x' has"):
+        sdd.bind(OBJ, {x: left, y: right})
 
 
 def test_a_worker_killed_mid_fit_changes_nothing(client):
