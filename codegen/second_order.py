@@ -57,7 +57,8 @@ def compile_residuals(program, n_params, *, dtype=np.float64, threads=None, cach
     functions = {"symdiff_gn": ("reduce", sums),
                  "symdiff_rss": ("reduce", (1 + p,)),
                  "symdiff_residual": ("map", (0,)),
-                 "symdiff_jacobian": ("map", tuple(range(1, 1 + p)))}
+                 "symdiff_jacobian": ("map", tuple(range(1, 1 + p))),
+                 "symdiff_rj": ("map", tuple(range(1 + p)))}
     library, llvm_ir, opt_ir, times, lanes = _build(program, dtype, functions, cache)
     return ResidualKernel(params=program.params, data=program.data, dtype=dtype, threads=threads,
                           library=library, lanes=lanes, llvm_ir=llvm_ir, optimized_ir=opt_ir,
@@ -71,7 +72,8 @@ class ResidualKernel(Kernel):
     (shape (p,)) and ``sum J_i^T J_i`` (shape (p, p), symmetric), in one pass, without
     forming the Jacobian. ``kernel.value(theta, data) -> rss``;
     ``kernel.residuals(theta, data) -> (n,)`` and ``kernel.jacobian(theta, data) -> (n, p)``
-    per sample, in the kernel's dtype (for small problems, robust losses, covariances).
+    per sample, in the kernel's dtype (for small problems, robust losses, covariances);
+    ``kernel.qr(theta, data) -> (rss, R, qtr)`` for ill-conditioned problems.
     ``kernel.bind(data)`` checks the data once and returns the same calls without ``data``.
     Data are validated as for every kernel (errors name the column); float32 data are
     summed in float64 across blocks, as the loss kernels do.
@@ -83,6 +85,7 @@ class ResidualKernel(Kernel):
         lib = self._library
         self._residual_fn = _SIGNATURE(lib.addresses["symdiff_residual"])
         self._jacobian_fn = _SIGNATURE(lib.addresses["symdiff_jacobian"])
+        self._rj_fn = _SIGNATURE(lib.addresses["symdiff_rj"])
 
     # shared by the kernel and its bound form: (columns, n, pointer array) in, results out
     def _gauss_newton(self, theta, cols, n, ptrs):
@@ -104,6 +107,43 @@ class ResidualKernel(Kernel):
     def _map(self, fn, n_out, theta, n, ptrs):
         t = check_theta(theta, self.params)
         return map_outputs(fn, t, ptrs, n, n_out, self.dtype, self.threads, self.lanes)
+
+    def _qr(self, theta, cols, n, ptrs, block_rows):
+        t = check_theta(theta, self.params)
+        if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) \
+                or block_rows < 1:
+            raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}")
+        p = self.n_params
+        top = np.zeros((0, p + 1))
+        rss = 0.0
+        for start in range(0, n, int(block_rows)):
+            stop = min(n, start + int(block_rows))
+            offset = ptrs + np.uintp(start * self.dtype.itemsize) if cols else ptrs
+            rj = map_outputs(self._rj_fn, t, offset, stop - start, p + 1, self.dtype,
+                             self.threads, self.lanes)
+            block = np.empty((stop - start + top.shape[0], p + 1))
+            block[:top.shape[0]] = top
+            block[top.shape[0]:, :p] = rj[1:].T
+            block[top.shape[0]:, p] = rj[0]
+            rss += float(np.dot(block[top.shape[0]:, p], block[top.shape[0]:, p]))
+            top = np.linalg.qr(block, mode="r")
+        if not (rss == rss and abs(rss) != float("inf")):
+            _diagnose(cols, self.data, "residual sum of squares")
+        R = np.zeros((p + 1, p + 1))
+        R[:top.shape[0]] = top
+        return rss, np.triu(R[:p, :p]), R[:p, p].copy()
+
+    def qr(self, theta, data=None, block_rows=65536):
+        """``(rss, R, qtr)``: the Jacobian's QR factor ``R`` (p-by-p upper triangular,
+        ``J = Q R``) and ``Q^T r`` (p,), by a streaming (TSQR) reduction over blocks of
+        ``block_rows`` samples, with the residual sum of squares.
+
+        For ill-conditioned problems: the Gauss-Newton step from ``R d = -qtr`` keeps the
+        digits that forming ``J^T J`` (condition number squared) loses. Memory is one block
+        of the Jacobian, not all of it; it costs more than the fused sums.
+        """
+        cols, n, ptrs, _ = self._prepare(data)
+        return self._qr(theta, cols, n, ptrs, block_rows)
 
     def __call__(self, theta, data=None):
         """``(rss, jtr, jtj)``: sums over the samples of ``data`` at ``theta``."""
@@ -146,7 +186,7 @@ class _Bound:
 
 class BoundResiduals(_Bound):
     """A :class:`ResidualKernel` with its data bound: ``bound(theta) -> (rss, jtr, jtj)``;
-    also ``.value(theta)``, ``.residuals(theta)``, ``.jacobian(theta)``."""
+    also ``.value(theta)``, ``.residuals(theta)``, ``.jacobian(theta)``, ``.qr(theta)``."""
 
     def __call__(self, theta):
         return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs)
@@ -161,6 +201,9 @@ class BoundResiduals(_Bound):
     def jacobian(self, theta) -> np.ndarray:
         k = self.kernel
         return np.ascontiguousarray(k._map(k._jacobian_fn, k.n_params, theta, self.n, self._ptrs).T)
+
+    def qr(self, theta, block_rows=65536):
+        return self.kernel._qr(theta, self._cols, self.n, self._ptrs, block_rows)
 
 
 # -- Hessians ---------------------------------------------------------------------
@@ -210,12 +253,19 @@ def _direction(v, p) -> np.ndarray:
     return d.astype(np.float64)
 
 
+#: above this many parameters the Hessian program (p(p+1)/2 outputs; 2,080 at 64, compiled
+#: in ~20 s) is not compiled unless asked for by ``compile_hessian()``: the matrix is then
+#: assembled from p Hessian-vector passes instead of one fused pass
+FUSED_HESSIAN_MAX_PARAMS = 64
+
+
 class HessianKernel(Kernel):
     """Compiled mean loss, gradient and Hessian of an objective over a batch.
 
     ``kernel(theta, data) -> (loss, grad, hess)``: means over the samples, in one pass
     (``hess`` symmetric, shape (p, p); its code is compiled on the first such call, or by
-    :meth:`compile_hessian`). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
+    :meth:`compile_hessian`; beyond ``FUSED_HESSIAN_MAX_PARAMS`` parameters the matrix is
+    assembled from p Hessian-vector passes unless :meth:`compile_hessian` was called). ``kernel.hvp(theta, data, v) -> (p,)``: the mean
     Hessian times ``v``, from a separate program that never forms the Hessian.
     ``kernel.loss_grad(theta, data)`` and ``kernel.value(theta, data)`` are the first-order
     calls. ``kernel.bind(data)`` returns the same calls without ``data``; its ``.hvp``
@@ -256,6 +306,8 @@ class HessianKernel(Kernel):
     def _full(self, theta, cols, n, ptrs):
         t = check_theta(theta, self.params)
         if self._hess is None:
+            if self.n_params > FUSED_HESSIAN_MAX_PARAMS:
+                return self._by_columns(t, cols, n, ptrs)
             self.compile_hessian()
         s = self._hess.run(t, ptrs, n, self.threads)
         loss = s.item(0)
@@ -263,6 +315,23 @@ class HessianKernel(Kernel):
             _diagnose(cols, self.data, "loss")
         p = self.n_params
         return loss, s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+
+    def _by_columns(self, t, cols, n, ptrs):
+        """Loss, gradient and Hessian as one gradient pass and p Hessian-vector passes,
+        column j the product with the j-th unit vector (symmetrized: exact symmetry)."""
+        first = self._grad.run(t, ptrs, n, self.threads)
+        loss = first.item(0)
+        if not (loss == loss and abs(loss) != float("inf")):
+            _diagnose(cols, self.data, "loss")
+        p = self.n_params
+        buf = np.zeros(2 * p)
+        buf[:p] = t
+        H = np.empty((p, p))
+        for j in range(p):
+            buf[p + j] = 1.0
+            H[:, j] = self._hvp.run(buf, ptrs, n, self.threads)
+            buf[p + j] = 0.0
+        return loss, first[1:].copy(), 0.5 * (H + H.T)
 
     def _hv(self, theta, v, cols, n, ptrs):
         t = check_theta(theta, self.params)

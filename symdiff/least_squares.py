@@ -3,7 +3,8 @@
 The residual ``(model − target)/σ`` becomes a :class:`~symdiff.residuals.Residuals`
 whose compiled kernel returns ``Σr²``, ``Jᵀr`` and ``JᵀJ`` in one pass over the data;
 :func:`~symdiff.levenberg_marquardt.levenberg_marquardt` drives it, falling back to the
-per-sample Jacobian (SVD) at iterates where the normal equations are ill-conditioned.
+kernel's streaming QR of the Jacobian (TSQR; memory O(p²)) at iterates where the normal
+equations are ill-conditioned.
 Weights enter as a data column ``1/σ``, so one kernel serves every ``sigma``.
 
 Covariance is ``(JᵀJ)⁻¹·s²`` with ``s² = χ²/dof`` (or without ``s²`` when
@@ -94,8 +95,9 @@ def _columns(data, names):
 
 
 def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
-    """``pinv(JᵀJ)·s²`` computed on the column-scaled matrix (SVD of ``J`` when given and
-    ``JᵀJ`` is ill-conditioned); ``inf`` everywhere when ``dof <= 0`` and not absolute."""
+    """``pinv(JᵀJ)·s²`` computed on the column-scaled matrix (SVD of ``J``, or of its QR
+    factor ``R``, when ``jacobian()`` gives one and ``JᵀJ`` is ill-conditioned); ``inf``
+    everywhere when ``dof <= 0`` and not absolute."""
     p = jtj.shape[0]
     d = np.sqrt(np.maximum(np.diag(jtj), 0.0))
     d = np.where(d > 0, d, 1.0)
@@ -205,9 +207,8 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
     bound = kernel.bind(cols)
 
     if method == "lm":
-        out = levenberg_marquardt(bound, theta0, jacobian=lambda t: (bound.residuals(t), bound.jacobian(t)),
-                                  bounds=bounds, xtol=xtol, ftol=ftol, gtol=gtol,
-                                  max_nfev=max_nfev)
+        out = levenberg_marquardt(bound, theta0, qr=bound.qr, bounds=bounds, xtol=xtol, ftol=ftol,
+                                  gtol=gtol, max_nfev=max_nfev)
         x, nfev, success, message, status = out.x, out.nfev, out.success, out.message, out.status
         sums = (out.rss, out.jtr, out.jtj)
     else:
@@ -242,7 +243,7 @@ class RawFit(NamedTuple):
     def covariance(self, absolute_sigma):
         chisqr, _, jtj = self.sums
         return covariance_from(jtj, chisqr, self.bound.n - self.n_params, absolute_sigma,
-                               jacobian=lambda: self.bound.jacobian(self.x))
+                               jacobian=lambda: self.bound.qr(self.x)[1])
 
 
 def _start(p0, pnames):
@@ -274,7 +275,7 @@ def _result(expr, target, params, inputs, bound, cols, x, nfev, success, message
     else:
         rss = float(chisqr)
     dof = n - p
-    cov = covariance_from(jtj, chisqr, dof, absolute_sigma, jacobian=lambda: bound.jacobian(x))
+    cov = covariance_from(jtj, chisqr, dof, absolute_sigma, jacobian=lambda: bound.qr(x)[1])
     stderr = np.sqrt(np.maximum(np.diag(cov), 0.0))
     with np.errstate(all="ignore"):
         corr = cov / np.outer(stderr, stderr)

@@ -108,6 +108,15 @@ class _Linearization:
         floor = _EPS * max(J.shape) * s.max(initial=0.0)
         return cls(s * s, Vt.T, a, s > floor)
 
+    @classmethod
+    def from_qr(cls, R, qtr, d):
+        """From ``J = QR`` and ``Qᵀr`` (a streaming QR of the Jacobian): ``J D⁻¹`` and
+        ``R D⁻¹`` share singular values and right vectors, so nothing is squared."""
+        U, s, Vt = np.linalg.svd(R / d, full_matrices=False)
+        a = s * (U.T @ qtr)
+        floor = _EPS * max(R.shape) * s.max(initial=0.0)
+        return cls(s * s, Vt.T, a, s > floor)
+
     def step(self, lam):
         """Scaled step ``c = Vᵀ D p`` for damping ``lam`` (pseudo-inverse when 0)."""
         if lam == 0.0:
@@ -213,8 +222,8 @@ class _Bounds:
 ILL_CONDITIONED = 1e-10
 
 
-def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, xtol=1e-8,
-                        ftol=1e-8, gtol=1e-8, max_nfev=None, factor=100.0,
+def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, qr=None, bounds=None,
+                        xtol=1e-8, ftol=1e-8, gtol=1e-8, max_nfev=None, factor=100.0,
                         callback=None) -> LMResult:
     """Minimize a sum of squares by Levenberg–Marquardt with MINPACK's rules.
 
@@ -235,7 +244,8 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, bounds=None, x
     if box is not None and not box.active:
         box = None
     with np.errstate(all="ignore"):
-        return _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback)
+        return _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, factor,
+                        callback)
 
 
 class _State:
@@ -245,7 +255,7 @@ class _State:
     __slots__ = ("u", "x", "rss", "g", "A", "gx", "Ax", "r", "J", "finite")
 
 
-def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor, callback):
+def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, factor, callback):
     nfev = njev_extra = 0
     bounded = box is not None
 
@@ -309,7 +319,15 @@ def _iterate(fun, x0, p, form, jacobian, box, xtol, ftol, gtol, max_nfev, factor
             lin = _Linearization.from_jacobian(state.r, state.J, d)
         else:
             lin = _Linearization.from_normal(g, A, d)
-            if jacobian is not None and lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]:
+            ill = lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]
+            if ill and qr is not None:
+                _, R, qtr = qr(state.x)
+                R = np.asarray(R, float)
+                if bounded:
+                    R = R * box.derivative(u)
+                njev_extra += 1
+                lin = _Linearization.from_qr(R, np.asarray(qtr, float), d)
+            elif ill and jacobian is not None:
                 r, J = jacobian(state.x)
                 J = np.asarray(J, float).reshape(-1, p)
                 if bounded:

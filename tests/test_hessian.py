@@ -234,3 +234,34 @@ def test_hessian_matrix_code_is_built_only_when_needed():
     H = k.hessian(theta, data)
     assert any(key.startswith("hessian_") for key in k.compile_times)
     np.testing.assert_allclose(hv, H @ direction, rtol=1e-12, atol=1e-15)
+
+
+def test_many_parameters_assemble_the_hessian_from_hvp_columns():
+    import codegen.second_order as so
+
+    p = so.FUSED_HESSIAN_MAX_PARAMS + 2
+    w, xs = sd.vector("w", p), sd.vector("x", 3)
+    y = sp.Symbol("y", real=True)
+    # a sum of p tanh units: every pair of weights interacts through the output
+    out = sum(w[i] * sp.tanh(w[(i + 1) % p] * xs[i % 3]) for i in range(p))
+    obj = sd.Objective((out - y) ** 2, list(w))
+    rng = np.random.default_rng(5)
+    n = 37
+    X, Y = rng.normal(size=(n, 3)), rng.normal(size=n)
+    data = {**{s: X[:, i] for i, s in enumerate(xs)}, y: Y}
+    theta = rng.normal(scale=0.5, size=p)
+    k = obj.compile(hessian=True)
+    loss, grad, H = k(theta, data)
+    assert not any(key.startswith("hessian_") for key in k.compile_times)  # no fused program
+    assert np.array_equal(H, H.T)
+    # reference: lambdify of the symbolic gradient, differentiated by central differences
+    g = sp.lambdify([list(w), *xs, y], [sp.diff(obj.loss, wi) for wi in w], "numpy")
+
+    def mean_grad(t):
+        return np.array([np.mean(np.broadcast_to(v, (n,))) for v in g(t, X[:, 0], X[:, 1], X[:, 2], Y)])
+
+    np.testing.assert_allclose(grad, mean_grad(theta), rtol=1e-10, atol=1e-12)
+    h = 1e-5
+    fd = np.column_stack([(mean_grad(theta + h * e) - mean_grad(theta - h * e)) / (2 * h)
+                          for e in np.eye(p)])
+    np.testing.assert_allclose(H, fd, atol=1e-6 * np.abs(fd).max())

@@ -176,3 +176,17 @@ def test_bad_input_is_a_clear_error():
                          sigma=-np.ones_like(x))
     with pytest.raises(ValueError, match="unknown loss"):
         sd.least_squares("a*x", {"x": x, "y": y}, "y", {"a": 1}, loss="l1")
+
+
+@pytest.mark.parametrize("name,start", [("MGH09", 0), ("MGH17", 0), ("Thurber", 0), ("Eckerle4", 0)])
+def test_hard_nist_problems_through_the_compiled_kernel(name, start):
+    """The ill-conditioned iterates go through the kernel's streaming QR of the Jacobian;
+    MINPACK stops far from the optimum on MGH09 and MGH17 from NIST's first start."""
+    from nls_problems import NIST_MODELS
+    d = read_nist(name)
+    res = sd.least_squares(NIST_MODELS[name].replace("**", "^"), {"x": d.x, "y": d.y}, "y",
+                           dict(zip(d.params, d.starts[start])), **TIGHT)
+    assert res.success, res.message
+    assert res.rss == pytest.approx(d.rss, rel=1e-8)
+    np.testing.assert_allclose(res.x, d.certified, rtol=1e-6)
+    np.testing.assert_allclose([res.stderr[p] for p in d.params], d.certified_stderr, rtol=1e-4)
