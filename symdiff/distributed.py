@@ -102,21 +102,16 @@ class Recipe:
             return codegen.compile_objective(self.programs[0], **opts)
         if self.kind == "hessian":
             program, hvp, full = self.programs
-            return so.compile_hessian(program, hvp, lambda: _needed(full), **opts)
+            return so.compile_hessian(program, hvp, lambda: full, **opts)
         return so.compile_residuals(self.programs[0], self.n_params, **opts)
-
-
-def _needed(hessian_program):
-    if hessian_program is None:
-        raise UnsupportedError("this binding was made for Hessian-vector products "
-                               "(hessian='hvp'); bind with hessian=True for the full Hessian")
-    return hessian_program
 
 
 def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
     """The :class:`Recipe` of ``source``: an Objective (``hessian=True``: its Hessian
-    kernel; ``hessian="hvp"``: the same without the full Hessian, whose program grows as
-    p², for methods that use only Hessian-vector products) or a Residuals."""
+    kernel; ``hessian="hvp"``: the same without the fused Hessian program, which grows as
+    p², for methods that use only Hessian-vector products; the Hessian, if asked for, then
+    comes from p Hessian-vector passes, as it does locally beyond
+    ``FUSED_HESSIAN_MAX_PARAMS`` parameters) or a Residuals."""
     from .objective import Objective
     from .residuals import Residuals
 
@@ -126,7 +121,9 @@ def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
     elif isinstance(source, Objective):
         if hessian:
             from .second_derivatives import hessian_program, hvp_program
-            full = None if hessian == "hvp" else hessian_program(source)
+            from codegen.second_order import FUSED_HESSIAN_MAX_PARAMS
+            fused = hessian != "hvp" and len(source.params) <= FUSED_HESSIAN_MAX_PARAMS
+            full = hessian_program(source) if fused else None
             programs, kind = (source.program(), hvp_program(source), full), "hessian"
         else:
             programs, kind = (source.program(),), "loss"
@@ -199,15 +196,35 @@ def partial_sums(part, method, theta) -> np.ndarray:
     """Sums over one partition: ``method`` is "grad" (loss and gradient, or the
     Gauss-Newton sums), "value" (loss or Σr²), "hessian" or "hvp" (theta then v)."""
     kernel = part.recipe.compile()
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
+    ptrs = np.array([c.__array_interface__["data"][0] for c in part.cols] or [0], dtype=np.uintp)
     if method == "hessian":
+        if part.recipe.programs[2] is None:
+            return _hessian_by_columns(kernel, theta, ptrs, part.n)
         kernel.compile_hessian()
     runner = {"grad": kernel._grad, "value": kernel._value,
               "hessian": getattr(kernel, "_hess", None), "hvp": getattr(kernel, "_hvp", None)}[method]
     if part.n == 0:
         return np.zeros(runner.n_out)
-    ptrs = np.array([c.__array_interface__["data"][0] for c in part.cols] or [0], dtype=np.uintp)
-    return runner.run(np.ascontiguousarray(theta, dtype=np.float64), ptrs, part.n,
-                      kernel.threads, scale=1.0)
+    return runner.run(theta, ptrs, part.n, kernel.threads, scale=1.0)
+
+
+def _hessian_by_columns(kernel, theta, ptrs, n) -> np.ndarray:
+    """Sums of the loss, gradient and Hessian (upper triangle) from one gradient pass and
+    p Hessian-vector passes, laid out as the fused Hessian program's outputs."""
+    p = kernel.n_params
+    if n == 0:
+        return np.zeros(1 + p + p * (p + 1) // 2)
+    first = kernel._grad.run(theta, ptrs, n, kernel.threads, scale=1.0)
+    buf = np.zeros(2 * p)
+    buf[:p] = theta
+    H = np.empty((p, p))
+    for j in range(p):
+        buf[p + j] = 1.0
+        H[:, j] = kernel._hvp.run(buf, ptrs, n, kernel.threads, scale=1.0)
+        buf[p + j] = 0.0
+    H = 0.5 * (H + H.T)
+    return np.concatenate([first, H[np.triu_indices(p)]])
 
 
 # -- data -> per-partition tasks -------------------------------------------------------

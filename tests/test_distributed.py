@@ -112,6 +112,8 @@ def test_bound_calls_match_numpy_and_local_kernels(client):
     v = np.array([0.3, -1.0, 2.0])
     np.testing.assert_allclose(hb.hvp(THETA, v), ref_hess @ v, rtol=1e-10)
     np.testing.assert_allclose(hb.loss_grad(THETA)[1], local.loss_grad(THETA)[1], rtol=1e-12)
+    by_hvp = sdd.bind(OBJ, arrays, hessian="hvp")  # no fused Hessian program: p H v passes
+    np.testing.assert_allclose(by_hvp(THETA)[2], ref_hess, rtol=1e-10)
 
     res = sd.Residuals(MODEL - y, [a, b, c], [x, y])
     rb = sdd.bind(res, arrays)
