@@ -192,12 +192,24 @@ def _length(part) -> int:
     return part.n
 
 
+#: rows per block of a partition's streaming QR (as ``ResidualKernel.qr``'s default)
+QR_BLOCK_ROWS = 65536
+
+
 def partial_sums(part, method, theta) -> np.ndarray:
     """Sums over one partition: ``method`` is "grad" (loss and gradient, or the
-    Gauss-Newton sums), "value" (loss or Σr²), "hessian" or "hvp" (theta then v)."""
+    Gauss-Newton sums), "value" (loss or Σr²), "hessian" or "hvp" (theta then v); or
+    "qr" (residuals: Σr², the Jacobian's R factor and Qᵀr, packed; combined by
+    :meth:`DistributedBound.qr`, not added)."""
     kernel = part.recipe.compile()
     theta = np.ascontiguousarray(theta, dtype=np.float64)
     ptrs = np.array([c.__array_interface__["data"][0] for c in part.cols] or [0], dtype=np.uintp)
+    if method == "qr":
+        p = kernel.n_params
+        if part.n == 0:
+            return np.zeros(1 + p * p + p)
+        rss, R, qtr = kernel._qr(theta, part.cols, part.n, ptrs, QR_BLOCK_ROWS)
+        return np.concatenate([[rss], R.ravel(), qtr])
     if method == "hessian":
         if part.recipe.programs[2] is None:
             return _hessian_by_columns(kernel, theta, ptrs, part.n)
@@ -427,6 +439,32 @@ class DistributedBound:
         """The mean loss (the residual sum of squares for residuals)."""
         s = self._sums("value", theta).item(0)
         return s if self.kind == "residuals" else s / self.n
+
+    def qr(self, theta):
+        """Residuals: ``(rss, R, qtr)`` as ``ResidualKernel.qr`` gives them: each partition's
+        streaming QR of ``[J | r]`` on its worker, the p-by-(p+1) factors stacked in
+        partition order and reduced by one more QR here (TSQR)."""
+        from codegen.kernel import check_theta
+        if self._backend is None:
+            raise DataError("this Dask binding was closed (its partitions released); bind again")
+        theta = check_theta(theta, self._param_names)
+        p = self.recipe.n_params
+        parts = self._backend.sums("qr", theta)
+        rss = 0.0
+        blocks = []
+        for s in parts:
+            rss += s[0]
+            blocks.append(np.column_stack([s[1:1 + p * p].reshape(p, p), s[1 + p * p:]]))
+        top = np.linalg.qr(np.vstack(blocks), mode="r")
+        R = np.zeros((p + 1, p + 1))
+        R[:top.shape[0]] = top
+        st = self.stats
+        tasks = len(getattr(self._backend, "groups", parts))
+        st["calls"] += 1
+        st["tasks"] += tasks
+        st["bytes_sent"] += theta.nbytes * tasks
+        st["bytes_received"] += sum(np.asarray(s).nbytes for s in parts)
+        return float(rss), np.triu(R[:p, :p]), R[:p, p].copy()
 
     def loss_grad(self, theta):
         """``(mean loss, mean gradient)`` of a Hessian kernel's objective."""

@@ -3,9 +3,10 @@
 The local solver needs, per iteration, only ``Σr²``, ``Jᵀr`` and ``JᵀJ``, sums over the
 samples; :func:`symdiff.distributed.bind` computes them where the partitions are. What
 needs per-sample residuals is not offered on Dask data: robust losses and scipy's
-``trf``/``dogbox`` (they take the residual vector), the SVD of J for ill-conditioned
-covariances (the covariance comes from JᵀJ's eigen-decomposition), and
-``result._residuals``. R² is one more pass of Dask reductions, made on first use.
+``trf``/``dogbox`` (they take the residual vector), and ``result._residuals``. Where
+JᵀJ loses digits (ill-conditioned iterates, the covariance), the solver uses the
+Jacobian's R factor instead, from a streaming QR on each partition combined by one more
+QR on the client (TSQR), as it does locally. R² is one more pass of Dask reductions, made on first use.
 """
 
 from __future__ import annotations
@@ -53,14 +54,16 @@ def least_squares_on_dask(expr, target, params, inputs, data, theta0, *, sigma, 
     if weighted:
         data = _with_weights(data, sigma, WEIGHT)
     bound = bind(residuals_for(expr, target, params, inputs, weighted), data)
+    p = len(params)
     try:
         lower, upper = (-np.inf, np.inf) if bounds is None else bounds
-        out = levenberg_marquardt(bound, theta0, bounds=(lower, upper), xtol=xtol, ftol=ftol,
-                                  gtol=gtol, max_nfev=max_nfev)
-        n = bound.n
+        out = levenberg_marquardt(bound, theta0, qr=bound.qr, bounds=(lower, upper), xtol=xtol,
+                                  ftol=ftol, gtol=gtol, max_nfev=max_nfev)
+        n, x, chisqr, jtj = bound.n, out.x, float(out.rss), out.jtj
+        dof = n - p
+        cov = covariance_from(jtj, chisqr, dof, absolute_sigma, jacobian=lambda: bound.qr(x)[1])
     finally:
         bound.close()
-    x, chisqr, jtj, p = out.x, float(out.rss), out.jtj, len(params)
     if weighted:
         plain = bind(residuals_for(expr, target, params, inputs, False), data)
         try:
@@ -69,8 +72,6 @@ def least_squares_on_dask(expr, target, params, inputs, data, theta0, *, sigma, 
             plain.close()
     else:
         rss = chisqr
-    dof = n - p
-    cov = covariance_from(jtj, chisqr, dof, absolute_sigma)
     stderr = np.sqrt(np.maximum(np.diag(cov), 0.0))
     with np.errstate(all="ignore"):
         corr = cov / np.outer(stderr, stderr)

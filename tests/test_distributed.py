@@ -201,6 +201,34 @@ def test_least_squares_agrees_with_the_local_fit(client):
         sd.least_squares(MODEL, frame(3), y, start, loss="soft_l1")
 
 
+def test_streaming_qr_combines_partitions(client):
+    res = sd.Residuals(MODEL - y, [a, b, c], [x, y])
+    bound = sdd.bind(res, frame(4))
+    rss, R, qtr = bound.qr(THETA)
+    e = np.exp(-THETA[1] * X)
+    J = np.stack([e, -THETA[0] * X * e, np.ones_like(X)], axis=1)
+    r = THETA[0] * e + THETA[2] - Y
+    assert rss == pytest.approx(r @ r, rel=1e-12)
+    assert np.array_equal(R, np.triu(R))
+    np.testing.assert_allclose(R.T @ R, J.T @ J, rtol=1e-11)
+    np.testing.assert_allclose(R.T @ qtr, J.T @ r, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", [pytest.param("MGH09", marks=pytest.mark.slow), "Thurber"])
+def test_hard_nist_problems_on_dask_data(client, name):
+    """Ill-conditioned iterates go through the partitions' streaming QR, combined here:
+    NIST's certified values and standard errors, as in one process."""
+    from nls_problems import NIST_MODELS, read_nist
+    d = read_nist(name)
+    ddf = dd.from_pandas(pd.DataFrame({"x": d.x, "y": d.y}), npartitions=2)
+    res = sd.least_squares(NIST_MODELS[name].replace("**", "^"), ddf, "y",
+                           dict(zip(d.params, d.starts[0])), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    assert res.success, res.message
+    assert res.rss == pytest.approx(d.rss, rel=1e-8)
+    np.testing.assert_allclose(res.x, d.certified, rtol=1e-6)
+    np.testing.assert_allclose([res.stderr[p] for p in d.params], d.certified_stderr, rtol=1e-4)
+
+
 def test_mini_batches_on_dask_data_say_what_is_supported(client):
     with pytest.raises(UnsupportedError, match="batch_size=None"):
         sd.fit(OBJ, frame(3), batch_size=100, epochs=1, progress=False)
