@@ -182,6 +182,13 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
     if target.name in pnames:
         raise FormulaError(f"{target.name} cannot be both the target and a parameter")
     theta0 = _start(p0, pnames)
+    from .distributed import is_dask
+    if is_dask(data):  # Gauss-Newton sums computed where the partitions are
+        from .distributed_lsq import least_squares_on_dask
+        return least_squares_on_dask(expr, target, params, inputs, data, theta0, sigma=sigma,
+                                     absolute_sigma=absolute_sigma, bounds=bounds, loss=loss,
+                                     method=method, xtol=xtol, ftol=ftol, gtol=gtol,
+                                     max_nfev=max_nfev)
 
     cols = _columns(data, [s.name for s in inputs] + [target.name])
     n = len(cols[target.name])

@@ -125,12 +125,10 @@ def minimize_quietly(objective, data, x0=None, method="lbfgs", tol=None, maxiter
         raise ValueError(f"maxiter must be a positive integer or None, got {maxiter!r}")
     x = initial_point(objective, x0)
     scipy_name, second = METHODS[method]
-    if second is None:
-        bound = objective.compile().bind(data)
-        fun = _guarded(bound, len(x))
-    else:
-        bound = objective.compile(hessian=True).bind(data)
-        fun = _guarded(bound.loss_grad, len(x))
+    from .distributed import bind_any  # Dask data: kernels run where the partitions are
+
+    bound = bind_any(objective, data, hessian={None: False, "hess": True, "hessp": "hvp"}[second])
+    fun = _guarded(bound if second is None else bound.loss_grad, len(x))
 
     bar = _progress_bar(method, maxiter) if progress else None
     step_callback = _callback(callback, bar, fun)
@@ -152,15 +150,17 @@ def minimize_quietly(objective, data, x0=None, method="lbfgs", tol=None, maxiter
             with np.errstate(all="ignore"):
                 res = scipy.optimize.minimize(fun, x, jac=True, method=scipy_name, options=options,
                                               callback=step_callback, **kwargs)
+        if "jac" not in res:
+            res.jac = fun(res.x)[1]
     finally:
         if bar is not None:
             bar.close()
+        if hasattr(bound, "close"):
+            bound.close()
     res = MinimizeResult(res)
     res.params = objective.unpack(res.x) if getattr(objective, "_array", False) else \
         dict(zip(objective.params, (float(v) for v in res.x)))
     res.method = method
-    if "jac" not in res:
-        res.jac = fun(res.x)[1]
     return res
 
 

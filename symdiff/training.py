@@ -519,24 +519,32 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     init_rng, split_rng, shuffle_rng = (np.random.default_rng(s)
                                         for s in np.random.SeedSequence(seed).spawn(3))
 
-    kernel = objective.compile()
-    columns = _data_columns(objective, data)
-    if validation is None:
-        val_columns = None
-    elif isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
-        if not 0 < validation < 1:
-            raise ValueError(f"validation must be a data set or a fraction in (0, 1), got {validation!r}")
-        columns, val_columns = _split_validation(columns, validation, split_rng)
+    from .distributed import is_dask
+
+    if is_dask(data) or is_dask(validation):
+        from .distributed import fit_bindings  # full batch where the partitions are
+        whole, validate, n = fit_bindings(objective, data, validation, batch_size)
+        batches = None
+        theta = _initial_params(objective, init, init_rng)
     else:
-        val_columns = _data_columns(objective, validation, "validation data")
-    theta = _initial_params(objective, init, init_rng)
-    n = len(columns[0])
-    if batch_size is None or batch_size >= n:
-        whole, batches = kernel.bind(_as_mapping(objective, columns)), None
-    else:
-        whole, batches = None, _Batches(kernel, objective, columns, batch_size,
-                                        shuffle_rng if shuffle else None)
-    validate = kernel.bind(_as_mapping(objective, val_columns)) if val_columns is not None else None
+        kernel = objective.compile()
+        columns = _data_columns(objective, data)
+        if validation is None:
+            val_columns = None
+        elif isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
+            if not 0 < validation < 1:
+                raise ValueError(f"validation must be a data set or a fraction in (0, 1), got {validation!r}")
+            columns, val_columns = _split_validation(columns, validation, split_rng)
+        else:
+            val_columns = _data_columns(objective, validation, "validation data")
+        theta = _initial_params(objective, init, init_rng)
+        n = len(columns[0])
+        if batch_size is None or batch_size >= n:
+            whole, batches = kernel.bind(_as_mapping(objective, columns)), None
+        else:
+            whole, batches = None, _Batches(kernel, objective, columns, batch_size,
+                                            shuffle_rng if shuffle else None)
+        validate = kernel.bind(_as_mapping(objective, val_columns)) if val_columns is not None else None
 
     history = History()
     result = FitResult(theta, {}, history, opt)
@@ -585,6 +593,9 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     finally:
         if batches is not None:
             batches.close()
+        for bound in (whole, validate):
+            if hasattr(bound, "close"):  # Dask data: release the persisted partitions
+                bound.close()
         if bar is not None:
             bar.close()
         opt.lr = base_lr
