@@ -191,7 +191,24 @@ def _tidy(e):
     return best
 
 
-class Objective:
+class _FlatParams:
+    """Parameters of any shape as one flat theta, the vector kernels and optimizers take."""
+
+    @property
+    def param_shapes(self) -> dict:
+        """{param: shape}: ``(rows, cols)`` for a matrix parameter, ``()`` for a scalar."""
+        return array_objective.param_shapes(self)
+
+    def pack(self, values) -> np.ndarray:
+        """The flat theta kernels take: {param: value} in params order, each raveled C-order."""
+        return array_objective.pack(self, values)
+
+    def unpack(self, flat) -> dict:
+        """{param: array of its shape} from a flat theta or gradient (inverse of :meth:`pack`)."""
+        return array_objective.unpack(self, flat)
+
+
+class Objective(_FlatParams):
     """The mean over a batch of a per-sample ``loss`` in ``params`` and ``data`` symbols.
 
     ``data`` defaults to every free symbol of ``loss`` that is not a parameter.
@@ -227,19 +244,6 @@ class Objective:
         self._array = array_objective.is_array(self)
 
     # -- matrices -------------------------------------------------------------------
-    @property
-    def param_shapes(self) -> dict:
-        """{param: shape}: ``(rows, cols)`` for a matrix parameter, ``()`` for a scalar."""
-        return array_objective.param_shapes(self)
-
-    def pack(self, values) -> np.ndarray:
-        """The flat theta kernels take: {param: value} in params order, each raveled C-order."""
-        return array_objective.pack(self, values)
-
-    def unpack(self, flat) -> dict:
-        """{param: array of its shape} from a flat theta or gradient (inverse of :meth:`pack`)."""
-        return array_objective.unpack(self, flat)
-
     def init(self, seed=0) -> np.ndarray:
         """A flat initial theta: Glorot/He weights, zero biases (see :mod:`symdiff.array_objective`)."""
         return array_objective.initial_values(self, seed)
@@ -386,7 +390,7 @@ class Objective:
         return k
 
 
-class Model:
+class Model(_FlatParams):
     """A per-sample prediction ``output`` of ``inputs`` with parameters ``params``."""
 
     @_guard_depth
@@ -409,19 +413,6 @@ class Model:
         self._program = None
         self._kernels = {}
         self._array = array_objective.is_array(self)
-
-    @property
-    def param_shapes(self) -> dict:
-        """{param: shape}: ``(rows, cols)`` for a matrix parameter, ``()`` for a scalar."""
-        return array_objective.param_shapes(self)
-
-    def pack(self, values) -> np.ndarray:
-        """The flat theta: {param: value} in params order, each raveled C-order."""
-        return array_objective.pack(self, values)
-
-    def unpack(self, flat) -> dict:
-        """{param: array of its shape} from a flat theta (inverse of :meth:`pack`)."""
-        return array_objective.unpack(self, flat)
 
     @_guard_depth
     def program(self) -> Program:
