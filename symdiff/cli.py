@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except DivergenceError as error:
         _report(_divergence_message(error, args))
         return RUNTIME_ERROR
+    except BrokenPipeError:  # the reader went away (``symdiff fit ... | head``): nothing to say
+        sys.stdout = open(os.devnull, "w")  # so that the interpreter's final flush stays quiet
+        return 141
     except (CommandError, SymdiffError, ValueError, TypeError, OSError) as error:
         _report(str(error))
         return USAGE_ERROR
@@ -647,37 +650,43 @@ def _print_report(report: dict, score_name: str) -> None:
         print(f"stopped    interrupted (Ctrl-C) after {report['epochs']} epochs; these are the parameters so far")
 
 
-def _plot_fit(path, problem: FitProblem, theta, prediction, report) -> None:
-    """Data and fitted curve (or fitted against observed, for several inputs) beside the loss history.
-
-    Drawn on a Figure of its own with the Agg canvas: no display needed, pyplot untouched.
-    """
+def fit_figure():
+    """A Figure of its own with two panels on the Agg canvas: no display needed, pyplot untouched."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise CommandError("--plot needs matplotlib: pip install 'symdiff-llvm[plot]'") from None
-
     figure = Figure(figsize=(10, 4))
     FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
+    return (figure, *figure.subplots(1, 2))
+
+
+def draw_data_and_fit(axis, problem: FitProblem, predict, fitted) -> None:
+    """The data and the fitted curve for one input; fitted against observed for several."""
     target, name = problem.target, problem.response.name
     if len(problem.inputs) == 1:
         (symbol,) = problem.inputs
         xs = problem.columns[symbol.name]
         grid = np.linspace(xs.min(), xs.max(), 400)
-        left.scatter(xs, target, s=10, alpha=0.6, label="data")
-        left.plot(grid, problem.predict(theta, {symbol: grid}), color="C1", linewidth=2, label="fit")
-        left.set_xlabel(symbol.name)
-        left.set_ylabel(name)
-        left.legend()
+        axis.scatter(xs, target, s=10, alpha=0.6, label="data")
+        axis.plot(grid, predict({symbol: grid}), color="C1", linewidth=2, label="fit")
+        axis.set_xlabel(symbol.name)
+        axis.set_ylabel(name)
+        axis.legend()
     else:
-        left.scatter(target, prediction, s=10, alpha=0.6)
-        low, high = float(min(target.min(), prediction.min())), float(max(target.max(), prediction.max()))
-        left.plot([low, high], [low, high], color="C1")
-        left.set_xlabel(f"observed {name}")
-        left.set_ylabel("fitted")
-    left.set_title(report["model"])
+        axis.scatter(target, fitted, s=10, alpha=0.6)
+        low, high = float(min(target.min(), fitted.min())), float(max(target.max(), fitted.max()))
+        axis.plot([low, high], [low, high], color="C1")
+        axis.set_xlabel(f"observed {name}")
+        axis.set_ylabel("fitted")
+    axis.set_title(problem.model)
+
+
+def _plot_fit(path, problem: FitProblem, theta, prediction, report) -> None:
+    """Data and fitted curve (or fitted against observed, for several inputs) beside the loss history."""
+    figure, left, right = fit_figure()
+    draw_data_and_fit(left, problem, lambda data: problem.predict(theta, data), prediction)
     history = report["loss_history"]
     if history:
         right.plot(np.arange(1, len(history) + 1), history)

@@ -164,37 +164,20 @@ def run_lm_fit(args, problem) -> int:
 
 def plot_fit_and_residuals(path, problem, result) -> None:
     """Data and fitted curve (or fitted against observed) beside the residuals."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        from .cli import CommandError
-        raise CommandError("--plot needs matplotlib: pip install 'symdiff-llvm[plot]'") from None
-    figure = Figure(figsize=(10, 4))
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
-    target, name = problem.target, problem.response.name
+    from .cli import draw_data_and_fit, fit_figure
+
+    figure, left, right = fit_figure()
     data = {s: problem.columns[s.name] for s in problem.inputs}
+    target = problem.target
     fitted = result.predict(data) if problem.inputs else np.full(target.size, result.predict(None))
+    draw_data_and_fit(left, problem, result.predict, fitted)
     if len(problem.inputs) == 1:
         (symbol,) = problem.inputs
-        xs = problem.columns[symbol.name]
-        grid = np.linspace(xs.min(), xs.max(), 400)
-        left.scatter(xs, target, s=10, alpha=0.6, label="data")
-        left.plot(grid, result.predict({symbol: grid}), color="C1", linewidth=2, label="fit")
-        left.set_xlabel(symbol.name)
-        right.scatter(xs, target - fitted, s=10, alpha=0.6)
+        right.scatter(problem.columns[symbol.name], target - fitted, s=10, alpha=0.6)
         right.set_xlabel(symbol.name)
-        left.legend()
     else:
-        left.scatter(target, fitted, s=10, alpha=0.6)
-        low, high = float(min(target.min(), fitted.min())), float(max(target.max(), fitted.max()))
-        left.plot([low, high], [low, high], color="C1")
-        left.set_xlabel(f"observed {name}")
         right.scatter(fitted, target - fitted, s=10, alpha=0.6)
         right.set_xlabel("fitted")
-    left.set_ylabel(name)
-    left.set_title(problem.model)
     right.axhline(0.0, color="C1")
     right.set_ylabel("residual")
     right.set_title(f"residuals (R² = {result.r2:.4g})")
