@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("model", help="the model, e.g. \"y ~ a*exp(-b*x) + c\"")
     fit.add_argument("--data", required=True, type=Path, help="CSV file with a header row")
     fit.add_argument("--params", type=_name_list, help="comma-separated parameters (default: non-column symbols)")
-    fit.add_argument("--init", type=_assignments, default={}, help="starting values, e.g. a=1,b=0.1 (others start at 1)")
+    fit.add_argument("--init", type=_assignments, default={}, action=_MergeAssignments,
+                     help="starting values, e.g. a=1,b=0.1 (may be repeated; the others start "
+                     "where the output's 'start' line says)")
     fit.add_argument("--loss", choices=LOSS_NAMES, default="mse", help="per-sample loss (default mse)")
     fit.add_argument("--method", choices=METHOD_NAMES, default=None,
                      help="lm (Levenberg-Marquardt least squares, the default for --loss mse), lbfgs "
@@ -242,6 +244,13 @@ def _name_list(text: str) -> list[str]:
         if not name.isidentifier() or name.startswith("_"):
             raise argparse.ArgumentTypeError(f"{name!r} is not a symbol name")
     return names
+
+
+class _MergeAssignments(argparse.Action):
+    """``--init a=1 --init b=2`` means ``--init a=1,b=2``: repeated options add up."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), **values})
 
 
 def _assignments(text: str) -> dict[str, float]:

@@ -185,6 +185,23 @@ def plot_fit_and_residuals(path, problem, result) -> None:
     figure.savefig(path, dpi=110)
 
 
+#: the largest |dL/dθᵢ · θᵢ| / L accepted as a stationary point (scale free: at a true
+#: optimum it is ~1e-6; where L-BFGS stops early on a badly scaled fit it is ~1)
+STATIONARY = 1e-3
+
+
+def not_stationary(result, initial_loss):
+    """The name of a parameter along which the loss still falls steeply where a solver
+    reported convergence, or None. Exact fits (loss far below where it began) pass."""
+    loss = float(result.fun)
+    if not loss > 1e-12 * abs(initial_loss):
+        return None
+    x, g = np.asarray(result.x, dtype=float), np.asarray(result.jac, dtype=float)
+    relative = np.abs(g) * np.maximum(np.abs(x), 1e-12) / loss
+    worst = int(np.argmax(relative))
+    return str(list(result.params)[worst]) if relative[worst] > STATIONARY else None
+
+
 def run_minimize_fit(args, problem, method) -> int:
     """Minimize the mean ``--loss`` by ``sd.minimize`` (L-BFGS or Newton); report; exit code."""
     from .least_squares import residuals_for
@@ -200,6 +217,14 @@ def run_minimize_fit(args, problem, method) -> int:
     started = time.perf_counter()
     result = minimize_quietly(objective, problem.data, x0=theta0, method=method)
     seconds = time.perf_counter() - started
+    if result.success:
+        initial_loss = objective.compile()(np.asarray(theta0, dtype=float), problem.data)[0]
+        stuck = not_stationary(result, initial_loss)
+        if stuck:
+            result.success = False
+            result.message = (f"{result.message}, but the gradient is not small where it stopped "
+                              f"(|dL/d{stuck} * {stuck}| is over {STATIONARY:g} of the loss): a badly "
+                              "scaled problem; try --method lm")
     theta = np.asarray(result.x, dtype=float)
     from .cli import _score
     prediction = problem.predict(theta, problem.data)

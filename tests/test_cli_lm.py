@@ -137,3 +137,20 @@ def test_second_order_methods_reach_the_least_squares_optimum(capsys, tmp_path, 
     for name in ("Vmax", "Km"):
         assert other["params"][name] == pytest.approx(lm["params"][name], rel=1e-4)
     assert f"method     {method}" in out
+
+
+def test_repeated_init_options_add_up(capsys, misra_csv):
+    status, out, _ = run(capsys, "fit", "y ~ b1*(1-exp(-b2*x))", "--data", str(misra_csv),
+                         "--init", "b1=500", "--init", "b2=1e-4")
+    assert status == 0
+    assert "start      b1=500 (--init), b2=0.0001 (--init)" in out
+    assert "b1 =  238.942" in out
+
+
+def test_lbfgs_stopping_on_a_badly_scaled_fit_is_not_called_converged(capsys, misra_csv):
+    """L-BFGS-B stops Misra1a from the published start by its relative-reduction test at
+    b1 = 500 (certified 238.94): the loss still falls steeply along b1, so exit 3."""
+    status, out, err = run(capsys, "fit", "y ~ b1*(1-exp(-b2*x))", "--data", str(misra_csv),
+                           "--method", "lbfgs", "--init", "b1=500,b2=1e-4")
+    assert status == 3
+    assert "NOT converged" in out and "try --method lm" in err
