@@ -93,7 +93,7 @@ def test_sklearn_estimator_check(cls, check):
 
 def test_wrong_width_is_a_clear_error_naming_the_inputs():
     rng = np.random.default_rng(0)
-    model = FormulaRegressor("a*x + b*z + c", ["a", "b", "c"], ["x", "z"], epochs=5)
+    model = FormulaRegressor("a*x + b*z + c", ["a", "b", "c"], ["x", "z"])
     with pytest.raises(DataError, match=r"takes 2 input columns \(x, z, in that order\) but X has 3") as info:
         model.fit(rng.normal(size=(10, 3)), rng.normal(size=10))
     assert isinstance(info.value, ValueError)
@@ -149,7 +149,7 @@ def test_classifier_matches_sklearn_logistic_regression():
 
 
 def test_classifier_probabilities_are_exact_in_both_tails():
-    model = FormulaClassifier("a*x", ["a"], ["x"], epochs=1).fit(np.array([[-1.0], [1.0]]), [0, 1])
+    model = FormulaClassifier("a*x", ["a"], ["x"]).fit(np.array([[-1.0], [1.0]]), [0, 1])
     model.theta_ = np.array([1.0])
     p = model.predict_proba(np.array([[-800.0], [800.0], [-40.0]]))
     assert np.isfinite(p).all()
@@ -222,7 +222,7 @@ def test_optimizer_settings_reach_the_optimizer():
 def test_pickled_estimator_predicts_the_same():
     rng = np.random.default_rng(6)
     X, y = rng.normal(size=(40, 2)), rng.integers(0, 2, 40)
-    model = linear(FormulaClassifier, 2, epochs=20).fit(X, y)
+    model = linear(FormulaClassifier, 2).fit(X, y)
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
 
