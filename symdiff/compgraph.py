@@ -190,8 +190,9 @@ class ComputationalGraph:
         """Save the picture to ``path`` (``.svg``, ``.png`` or ``.pdf``); returns the path.
 
         ``engine``: ``"graphviz"`` (its ``dot`` program), ``"matplotlib"`` (a
-        left-to-right layered drawing; the ``plot`` extra), or ``"auto"``: Graphviz when
-        ``dot`` is on the PATH, else matplotlib.
+        left-to-right layered drawing; the ``plot`` extra), ``"svg"`` (the same drawing
+        written as SVG with no dependency), or ``"auto"``: Graphviz when ``dot`` is on the
+        PATH, else matplotlib, else (for ``.svg``) the plain SVG writer.
         """
         from .drawing import render
         self._check_drawable()

@@ -1,8 +1,9 @@
 """Pictures of a :class:`~symdiff.compgraph.ComputationalGraph`: Graphviz DOT, SVG, PNG.
 
-Two engines draw the same picture: Graphviz's ``dot`` program when it is on the
+Three engines draw the same picture: Graphviz's ``dot`` program when it is on the
 PATH (the nicer layout), otherwise matplotlib (the ``plot`` extra; no system
-package needed), with a layered left-to-right layout of our own. Both use the
+package needed) with a layered left-to-right layout of our own, and, with neither,
+that same layout written as SVG directly, so that a plain install still draws. Both use the
 tutorials' convention: forward values in blue, written above each edge and in
 each node; adjoints in red, written below. A node's red number is
 d(output)/d(node); an edge's is the part of its source's adjoint that flows back
@@ -90,9 +91,11 @@ def render(graph, path, engine: str = "auto") -> Path:
                            f"{', '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise SymdiffError(f"cannot render to {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    engine = _engine(engine)
+    engine = _engine(engine, suffix)
     if engine == "graphviz":
         _run_dot(graph, ["-T" + suffix[1:], "-o", str(path)])
+    elif engine == "svg":
+        path.write_text(_plain_svg(graph), encoding="utf-8")
     else:
         _save(_matplotlib_figure(graph), path, suffix[1:])
     return path
@@ -100,8 +103,11 @@ def render(graph, path, engine: str = "auto") -> Path:
 
 def svg_text(graph) -> str:
     """The picture as SVG text (for Jupyter)."""
-    if _engine("auto") == "graphviz":
+    engine = _engine("auto", ".svg")
+    if engine == "graphviz":
         return _run_dot(graph, ["-Tsvg"])
+    if engine == "svg":
+        return _plain_svg(graph)
     buffer = io.StringIO()
     _save(_matplotlib_figure(graph), buffer, "svg")
     return buffer.getvalue()
@@ -114,9 +120,13 @@ def _save(figure, target, fmt: str) -> None:
         figure.savefig(target, format=fmt, dpi=_dpi(figure))
 
 
-def _engine(engine: str) -> str:
-    if engine not in ("auto", "graphviz", "matplotlib"):
-        raise SymdiffError(f"engine must be 'auto', 'graphviz' or 'matplotlib', got {engine!r}")
+def _engine(engine: str, suffix: str = ".svg") -> str:
+    if engine not in ("auto", "graphviz", "matplotlib", "svg"):
+        raise SymdiffError(f"engine must be 'auto', 'graphviz', 'matplotlib' or 'svg', got {engine!r}")
+    if engine == "svg":
+        if suffix != ".svg":
+            raise SymdiffError(f"engine='svg' writes SVG only, not {suffix}")
+        return "svg"
     if engine in ("auto", "graphviz") and shutil.which("dot"):
         return "graphviz"
     if engine == "graphviz":
@@ -125,9 +135,11 @@ def _engine(engine: str) -> str:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise SymdiffError("drawing the graph needs matplotlib (pip install 'symdiff-llvm[plot]') or "
-                           "Graphviz's `dot` program on the PATH; print(g) shows the table, "
-                           "g.dot() the DOT source") from None
+        if engine == "auto" and suffix == ".svg":
+            return "svg"
+        raise SymdiffError(f"drawing the graph as {suffix} needs matplotlib (pip install "
+                           "'symdiff-llvm[plot]') or Graphviz's `dot` program on the PATH; a .svg "
+                           "file needs neither; print(g) shows the table, g.dot() the DOT source") from None
     return "matplotlib"
 
 
@@ -252,6 +264,70 @@ def _matplotlib_figure(graph):
     ax.text((x0 + x1) / 2, y0 + 0.15, _legend(graph), fontsize=font - 1, ha="center", va="bottom",
             color="#444444")
     return figure
+
+
+def _plain_svg(graph) -> str:
+    """The matplotlib drawing's layout and colours, written as SVG by hand (no dependency)."""
+    from .compgraph import format_value
+
+    width = box_width(graph)
+    column_gap = width + EDGE_LENGTH
+    position = layout(graph, column_gap)
+    xs = [p[0] for p in position.values()]
+    ys = [p[1] for p in position.values()]
+    x0, x1 = min(xs) - width, max(xs) + width
+    y0, y1 = min(ys) - BOX_HEIGHT - 0.5, max(ys) + BOX_HEIGHT
+    unit = 54.0  # pixels per data unit (0.75 inch at 72 px per inch, as the matplotlib figure)
+
+    def px(x, y):
+        return (x - x0) * unit, (y1 - y) * unit
+
+    def text(x, y, value, colour="#000000", size=9, bold=False):
+        X, Y = px(x, y)
+        weight = ' font-weight="bold"' if bold else ""
+        return (f'<text x="{X:.1f}" y="{Y:.1f}" fill="{colour}" font-size="{size * 1.33:.1f}"{weight} '
+                f'text-anchor="middle" dominant-baseline="central" xml:space="preserve">{html.escape(value)}</text>')
+
+    W, H = (x1 - x0) * unit, (y1 - y0) * unit
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W:.0f}" height="{H:.0f}" '
+           f'viewBox="0 0 {W:.0f} {H:.0f}" font-family="Helvetica, Arial, sans-serif">',
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+           'markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
+           'fill="#555555"/></marker></defs>', f'<rect width="{W:.0f}" height="{H:.0f}" fill="white"/>']
+    for edge in graph.edges:
+        (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
+        start, end = (sx + width / 2, sy), (tx - width / 2, ty)
+        if graph[edge.source].op == "constant":
+            start = (sx + 0.3, sy)
+        (X0, Y0), (X1, Y1) = px(*start), px(*end)
+        out.append(f'<line x1="{X0:.1f}" y1="{Y0:.1f}" x2="{X1:.1f}" y2="{Y1:.1f}" stroke="#555555" '
+                   f'stroke-width="1.2" marker-end="url(#arrow)"/>')
+        span = end[0] - start[0]
+        t = 0.5 if span <= column_gap else 1 - 0.6 * column_gap / span
+        dx, dy = end[0] - start[0], end[1] - start[1]
+        length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+        nx, ny = -dy / length * 0.17, dx / length * 0.17
+        mx, my = start[0] + t * dx, start[1] + t * dy
+        out.append(text(mx + nx, my + ny, format_value(edge.value, 4), FORWARD_COLOUR, 8))
+        if edge.adjoint is not None:
+            out.append(text(mx - nx, my - ny, format_value(edge.adjoint, 4), BACKWARD_COLOUR, 8))
+    for node in graph.nodes:
+        x, y = position[node.name]
+        if node.op == "constant":
+            out.append(text(x, y, node.name, "#666666"))
+            continue
+        output = node.name == graph.output
+        X, Y = px(x - width / 2, y + BOX_HEIGHT / 2)
+        out.append(f'<rect x="{X:.1f}" y="{Y:.1f}" width="{width * unit:.1f}" height="{BOX_HEIGHT * unit:.1f}" '
+                   f'rx="6" fill="{"#fff8e1" if output else "#f4f6fb"}" stroke="#333333" '
+                   f'stroke-width="{2.2 if output else 1.2}"/>')
+        out.append(text(x, y + 0.24, _title(node), size=10, bold=True))
+        out.append(text(x, y, format_value(node.value, 4), FORWARD_COLOUR))
+        if node.adjoint is not None:
+            out.append(text(x, y - 0.24, format_value(node.adjoint, 4), BACKWARD_COLOUR))
+    out.append(text((x0 + x1) / 2, y0 + 0.3, _legend(graph), "#444444", 8))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def _dpi(figure) -> float:

@@ -219,6 +219,38 @@ def test_render_without_graphviz_draws_with_matplotlib(no_graphviz, tmp_path, su
         assert "#1f5fbf" in text and "#c0392b" in text  # forward and backward colours
 
 
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """Make ``import matplotlib`` fail, as after the README's plain install."""
+    import builtins
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+def test_plain_install_still_draws_svg_and_says_what_png_needs(no_graphviz, no_matplotlib, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    coat_price = sp.Symbol("coat_price")
+    g = sd.computational_graph((coat_price + trouser * count) * pay,
+                               at={coat_price: 400, trouser: 300, count: 2, pay: 0.7})
+    path = g.render(tmp_path / "shopping.svg")
+    root = ET.fromstring(path.read_text())  # well-formed SVG
+    texts = [(t.text, t.get("fill")) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert ("coat_price", "#000000") in texts
+    assert ("1000", "#1f5fbf") in texts and ("0.7", "#c0392b") in texts  # subtotal: value, adjoint
+    assert len(list(root.iter("{http://www.w3.org/2000/svg}rect"))) == len(g.nodes) + 1  # + background
+    assert len(list(root.iter("{http://www.w3.org/2000/svg}line"))) == len(g.edges)
+    assert "<svg" in g._repr_html_()
+    with pytest.raises(SymdiffError, match=r"\.png needs matplotlib .* a \.svg file needs neither"):
+        g.render(tmp_path / "shopping.png")
+
+
 def test_graphviz_is_used_when_dot_is_on_the_path(monkeypatch, tmp_path):
     """A stand-in `dot` that copies its input to the -o file: the DOT source reaches Graphviz."""
     bin_dir = tmp_path / "bin"
@@ -252,7 +284,7 @@ def test_jupyter_shows_the_picture_and_falls_back_to_the_table(no_graphviz, monk
     assert "<svg" in g._repr_html_()
     import symdiff.drawing as drawing
 
-    def unavailable(engine):
+    def unavailable(engine, suffix=".svg"):
         raise SymdiffError("no drawing engine")
     monkeypatch.setattr(drawing, "_engine", unavailable)
     html = g._repr_html_()
