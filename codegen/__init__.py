@@ -1,6 +1,6 @@
 """symdiff's native side: IR -> LLVM IR -> machine code for this CPU -> callable.
 
-``codegen`` consumes :class:`symdiff.ir.Program` and nothing else of the symbolic
+``codegen`` consumes :class:`symdiff.core.ir.Program` and nothing else of the symbolic
 front end. The entry points are :func:`compile_objective` (mean loss and gradient
 over a batch) and :func:`compile_model` (per-sample predictions).
 

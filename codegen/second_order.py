@@ -1,6 +1,6 @@
 """Kernels whose outputs are more than (loss, gradient): Gauss-Newton sums, Hessians.
 
-Nothing here forks the pipeline. The symbolic side builds one :class:`~symdiff.ir.Program`
+Nothing here forks the pipeline. The symbolic side builds one :class:`~symdiff.core.ir.Program`
 with as many outputs as it needs (a residual, its Jacobian row, the products ``r*J_j`` and
 ``J_j*J_k``; or a loss, its gradient and the Hessian's upper triangle), and
 :func:`codegen.lower.lower_to_llvm` emits one ``reduce`` or ``map`` function per view of

@@ -9,8 +9,8 @@ from .errors import (DataError, DataTypeError, DivergenceError, FormulaError, Sy
                      SymdiffWarning, UnsupportedError)
 from .functions import sigmoid, softplus
 from .matrix_functions import dot, logsumexp, relu, softmax, sum
-from .ir import Instr, Program
-from .evaluate import evaluate
+from .core.ir import Instr, Program
+from .core.evaluate import evaluate
 from .compgraph import ComputationalGraph, computational_graph
 from .objective import Model, Objective, grad, vector
 from . import losses, optim, schedules
@@ -18,7 +18,7 @@ from .nets import mlp
 from .parse import parse_formula, parse_model
 from .regularization import l1, l2, regularized
 from .residuals import Residuals
-from .second_derivatives import hessian
+from .core.second_derivatives import hessian
 from .minimization import minimize
 from .fit_result import LeastSquaresResult
 from .least_squares import least_squares

@@ -144,7 +144,7 @@ class Display:
     """The gradient of an array objective in matrix notation, with named layers."""
 
     def __init__(self, objective):
-        from .to_matrix import MatrixPrinter, layer_names
+        from .core.to_matrix import MatrixPrinter, layer_names
         d = objective._derive()
         g = d.graph
         taken = {s.name for s in objective.params + objective.data}

@@ -1,12 +1,12 @@
 """The computational graph of a formula at a point: every node's forward value and adjoint.
 
 :func:`computational_graph` shows the DAG symdiff itself differentiates, not a
-drawing made on the side: the formula goes through :func:`~symdiff.from_sympy.to_graph`
+drawing made on the side: the formula goes through :func:`~symdiff.core.from_sympy.to_graph`
 (so shared subexpressions are one node and the stable rewrites apply), reverse mode
-(:func:`~symdiff.reverse.reverse_adjoints`) builds each node's adjoint
+(:func:`~symdiff.core.reverse.reverse_adjoints`) builds each node's adjoint
 d(output)/d(node) and the adjoint each edge carries back, and one straight-line
 program of all those nodes runs through the reference interpreter
-(:func:`~symdiff.evaluate.evaluate`) at the given point.
+(:func:`~symdiff.core.evaluate.evaluate`) at the given point.
 
 The result prints as a node-by-node table, turns into Graphviz DOT, and renders to
 SVG or PNG (see :mod:`symdiff.drawing`); in Jupyter it shows the picture.
@@ -22,12 +22,12 @@ import numpy as np
 import sympy as sp
 
 from .errors import FormulaError, SymdiffError
-from .evaluate import evaluate
-from .from_sympy import to_graph
-from .graph import Graph
-from .ir import linearize
-from .primitives import PRIMITIVES
-from .reverse import reverse_adjoints
+from .core.evaluate import evaluate
+from .core.from_sympy import to_graph
+from .core.graph import Graph
+from .core.ir import linearize
+from .core.primitives import PRIMITIVES
+from .core.reverse import reverse_adjoints
 
 __all__ = ["computational_graph", "ComputationalGraph", "GraphNode", "GraphEdge", "MAX_DRAWN_NODES",
            "MAX_INLINE_NODES"]

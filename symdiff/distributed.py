@@ -120,7 +120,7 @@ def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
         programs, kind = (source.program(),), "residuals"
     elif isinstance(source, Objective):
         if hessian:
-            from .second_derivatives import hessian_program, hvp_program
+            from .core.second_derivatives import hessian_program, hvp_program
             from codegen.second_order import FUSED_HESSIAN_MAX_PARAMS
             fused = hessian != "hvp" and len(source.params) <= FUSED_HESSIAN_MAX_PARAMS
             full = hessian_program(source) if fused else None

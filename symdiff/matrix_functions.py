@@ -2,7 +2,7 @@
 
 ``sum(A)``, ``dot(u, v)`` and ``logsumexp(v)`` are scalars; ``softmax(v)`` and the
 elementwise maps (``relu(A)``, ``sigmoid(A)``, ``A.applyfunc(f)``) are matrices of
-their argument's shape. symdiff translates each into array ops (:mod:`symdiff.from_matrix`)
+their argument's shape. symdiff translates each into array ops (:mod:`symdiff.core.from_matrix`)
 and never asks SymPy to differentiate them: ``MatrixExpr.diff`` raises or returns 0
 on such formulas (sympy issues 24229, 26946, 21062). ``(u.T*v)[0, 0]`` on a product
 expands into one scalar term per element; ``dot(u, v)`` stays one operation.

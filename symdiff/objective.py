@@ -20,12 +20,12 @@ import sympy as sp
 from .display import latex_summary, objective_readable, pretty_summary, readable
 from .errors import FormulaError
 from . import array_objective
-from .from_matrix import scalar_loss
-from .from_sympy import to_graph
-from .graph import Graph
-from .ir import Program, linearize
-from .reverse import reverse_gradient
-from .to_sympy import to_sympy
+from .core.from_matrix import scalar_loss
+from .core.from_sympy import to_graph
+from .core.graph import Graph
+from .core.ir import Program, linearize
+from .core.reverse import reverse_gradient
+from .core.to_sympy import to_sympy
 
 #: gradient entries up to this many operations get a ``sympy.simplify`` pass for reading
 SIMPLIFY_MAX_OPS = 24
@@ -149,7 +149,7 @@ def grad(expr, wrt) -> list:
     d = _Derived([expr], wrt, others, gradient_of=0)
     symbols = {s.name: s for s in list(wrt) + list(others)}
     if any(isinstance(s, sp.MatrixSymbol) for s in symbols.values()):
-        from .to_matrix import MatrixPrinter
+        from .core.to_matrix import MatrixPrinter
         printer = MatrixPrinter(d.graph, symbols)
         return [printer(n) for n in d.grad_nodes]
     return _readable_gradient(d, symbols)
@@ -292,7 +292,7 @@ class Objective(_FlatParams):
     def hessian(self) -> sp.Matrix:
         """The per-sample Hessian in ``params`` order, a symmetric :class:`sympy.Matrix`."""
         if getattr(self, "_hessian", None) is None:
-            from .second_derivatives import objective_hessian
+            from .core.second_derivatives import objective_hessian
             self._hessian = objective_hessian(self)
         return self._hessian.copy()
 
@@ -374,7 +374,7 @@ class Objective(_FlatParams):
         import codegen
 
         if hessian:
-            from .second_derivatives import compile_hessian
+            from .core.second_derivatives import compile_hessian
             return compile_hessian(self, dtype=dtype, threads=threads, cache=cache)
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)

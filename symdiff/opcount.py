@@ -11,11 +11,11 @@ import time
 
 import sympy as sp
 
-from .primitives import PRIMITIVES
+from .core.primitives import PRIMITIVES
 
 
 def program_ops(program) -> int:
-    """count_ops of every instruction of a :class:`~symdiff.ir.Program`."""
+    """count_ops of every instruction of a :class:`~symdiff.core.ir.Program`."""
     total = 0
     for ins in program.body:
         prim = PRIMITIVES[ins.op]

@@ -19,8 +19,8 @@ import sympy as sp
 
 from .errors import FormulaError
 from .objective import _as_expr, _Derived, _free_symbols, _guard_depth, _symbols, _tidy
-from .ir import Program, linearize
-from .to_sympy import to_sympy
+from .core.ir import Program, linearize
+from .core.to_sympy import to_sympy
 
 
 class Residuals:

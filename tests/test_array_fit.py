@@ -65,7 +65,7 @@ def test_matrix_mlp_model_has_vector_outputs_and_trains():
     X, Y, labels = _blobs()
     result = sd.fit(obj, {x: X, "y": Y}, lr=0.05, epochs=100, progress=False)
     probs_model = sd.Model(sd.softmax(logits), params, [x])
-    from symdiff.evaluate import evaluate
+    from symdiff.core.evaluate import evaluate
     P = evaluate(probs_model.program(), result.params, {x: X})[0][:, :, 0]
     assert P.shape == (300, 3) and np.allclose(P.sum(1), 1)
     assert (P.argmax(1) == labels).mean() > 0.95

@@ -8,7 +8,7 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct, 
 
 import symdiff as sd
 from symdiff import matrix_functions as MF
-from symdiff.evaluate import evaluate
+from symdiff.core.evaluate import evaluate
 
 M = sp.MatrixSymbol
 rng = np.random.default_rng(12)

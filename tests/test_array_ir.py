@@ -1,4 +1,4 @@
-"""The array IR contract (symdiff.ir docstring): shapes, ops, adjoints, batch semantics."""
+"""The array IR contract (symdiff.core.ir docstring): shapes, ops, adjoints, batch semantics."""
 
 import itertools
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from symdiff import FormulaError
-from symdiff.evaluate import evaluate
-from symdiff.graph import Graph
-from symdiff.ir import Instr, Program, linearize
-from symdiff.reverse import reverse_gradient
+from symdiff.core.evaluate import evaluate
+from symdiff.core.graph import Graph
+from symdiff.core.ir import Instr, Program, linearize
+from symdiff.core.reverse import reverse_gradient
 
 
 def _mlp_program():

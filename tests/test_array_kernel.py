@@ -1,4 +1,4 @@
-"""Native array kernels (codegen.lower_array, codegen.array_kernel) against symdiff.evaluate,
+"""Native array kernels (codegen.lower_array, codegen.array_kernel) against symdiff.core.evaluate,
 the NumPy reference of the array IR, and against NumPy written by hand."""
 
 import itertools
@@ -8,10 +8,10 @@ import pytest
 
 import codegen
 from symdiff.errors import DataError, DataTypeError
-from symdiff.evaluate import evaluate
-from symdiff.graph import Graph
-from symdiff.ir import Instr, Program, linearize
-from symdiff.reverse import reverse_gradient
+from symdiff.core.evaluate import evaluate
+from symdiff.core.graph import Graph
+from symdiff.core.ir import Instr, Program, linearize
+from symdiff.core.reverse import reverse_gradient
 
 RNG = np.random.default_rng(0)
 

@@ -1,12 +1,12 @@
 """sd.Model with matrix outputs compiled natively: (n, k) predictions per sample,
-checked against NumPy written by hand and against symdiff.evaluate."""
+checked against NumPy written by hand and against symdiff.core.evaluate."""
 
 import numpy as np
 import pytest
 import sympy as sp
 
 import symdiff as sd
-from symdiff.evaluate import evaluate
+from symdiff.core.evaluate import evaluate
 
 M = sp.MatrixSymbol
 

@@ -13,9 +13,9 @@ import sympy as sp
 
 import symdiff as sd
 from symdiff.display import readable, tree_sizes
-from symdiff.from_sympy import to_graph
-from symdiff.graph import Graph
-from symdiff.reverse import reverse_gradient
+from symdiff.core.from_sympy import to_graph
+from symdiff.core.graph import Graph
+from symdiff.core.reverse import reverse_gradient
 
 y = sp.Symbol("y", real=True)
 

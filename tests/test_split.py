@@ -12,7 +12,7 @@ import sympy as sp
 import codegen
 import symdiff as sd
 from codegen import lower
-from symdiff.evaluate import evaluate
+from symdiff.core.evaluate import evaluate
 
 x, z, y = sp.symbols("x z y", real=True)
 w = sd.vector("w", 5)

@@ -1,6 +1,6 @@
 """Turn array nodes of the DAG back into SymPy matrix notation a person can read.
 
-The inverse of :mod:`symdiff.from_matrix`: ``dot`` becomes a product with
+The inverse of :mod:`symdiff.core.from_matrix`: ``dot`` becomes a product with
 transposes, elementwise ops on arrays become ``MatAdd``, scalar multiples,
 ``HadamardProduct``, ``HadamardPower`` and ``f.(A)`` (:class:`~symdiff.matrix_functions.Elementwise`);
 ``exp(z - logsumexp(z))`` reads ``softmax(z)``. Named intermediates (``h1 = tanh.(W1*x + b1)``)
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from . import matrix_functions as MF
+from .. import matrix_functions as MF
 from .primitives import PRIMITIVES
 from .to_sympy import nice_number
 

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .errors import FormulaError
+from ..errors import FormulaError
 from .primitives import PRIMITIVES
 
 _COMMUTATIVE = {"add", "mul", "max", "min", "and", "or", "eq", "ne"}

@@ -20,7 +20,7 @@ as before. ``Program.shape(name)`` is ``()`` for a scalar; :meth:`Program.verify
 re-derives every shape from the ops' shape rules. The printer shows each array
 temporary's shape: ``t3 = dot(W1, x, False, False)    # (32, 1)``.
 
-Ops (:mod:`symdiff.primitives`: NumPy reference, SymPy form, derivative, shape rule):
+Ops (:mod:`symdiff.core.primitives`: NumPy reference, SymPy form, derivative, shape rule):
 
 - every scalar primitive is **elementwise** on arrays: all array arguments have one
   shape, scalar arguments broadcast, the result has that shape;
@@ -166,7 +166,7 @@ class Program:
         return self
 
     def _verify_shapes(self):
-        from .errors import FormulaError
+        from ..errors import FormulaError
         names = [n for n, _ in self.shapes]
         if len(set(names)) != len(names):
             raise ValueError("a name appears twice in shapes")

@@ -2,7 +2,7 @@
 
 Slow and obviously correct; the native kernels and every IR pass are tested
 against it. Array programs (``program.shapes``) follow the batch semantics of the
-contract in :mod:`symdiff.ir`: a varying value carries a leading sample axis, a
+contract in :mod:`symdiff.core.ir`: a varying value carries a leading sample axis, a
 shared one does not, and every op's NumPy reference broadcasts over that axis.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError, DataTypeError
+from ..errors import DataError, DataTypeError
 from .ir import Program
 from .primitives import PRIMITIVES
 

@@ -1,6 +1,6 @@
 """Translate SymPy matrix expressions into array nodes of the expression DAG.
 
-The scalar translator (:mod:`symdiff.from_sympy`) hands every matrix-valued
+The scalar translator (:mod:`symdiff.core.from_sympy`) hands every matrix-valued
 expression, and every scalar made from matrices (``Trace``, ``A[i, j]``,
 ``sd.sum``, ``sd.dot``, ``sd.logsumexp``), to :func:`plan_matrix`, in the same
 ``(children, build)`` style, so scalar and matrix parts of one formula share one
@@ -18,8 +18,8 @@ import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from . import matrix_functions as MF
-from .errors import FormulaError, UnsupportedError
+from .. import matrix_functions as MF
+from ..errors import FormulaError, UnsupportedError
 
 #: scalar-valued SymPy objects built from matrices, translated here too
 SCALAR_OF_MATRICES = (sp.Trace, sp.matrices.expressions.matexpr.MatrixElement,

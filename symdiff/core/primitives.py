@@ -11,7 +11,7 @@ adjoint, and return one adjoint contribution per argument (``None`` for zero). T
 reuse forward values where the mathematics allows: ``exp``'s derivative is the node
 itself, ``tanh``'s is ``1 - out**2``, ``sigmoid``'s is ``out*(1 - out)``.
 
-Array values (see the contract in :mod:`symdiff.ir`): every scalar primitive is also
+Array values (see the contract in :mod:`symdiff.core.ir`): every scalar primitive is also
 elementwise on arrays (array arguments of one shape, scalars broadcast); the array
 primitives at the end (``dot``, ``transpose``, ``sum``, ``broadcast``, ``amax``,
 ``index``, ``onehot``, ``eye``) carry a ``shape`` rule. Their NumPy references work on
@@ -33,8 +33,8 @@ from typing import Callable, Optional
 import numpy as np
 import sympy as sp
 
-from . import functions as F
-from .errors import FormulaError
+from .. import functions as F
+from ..errors import FormulaError
 
 
 @dataclass(frozen=True)
@@ -321,7 +321,7 @@ primitive("eye", 1, lambda r: np.eye(r), sp.Identity, None, int_args=(0,),
 
 
 def _matrix_helper(name):
-    from . import matrix_functions
+    from .. import matrix_functions
     return getattr(matrix_functions, name)
 
 

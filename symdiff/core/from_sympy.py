@@ -1,4 +1,4 @@
-"""Translate a SymPy expression into the expression DAG (:class:`~symdiff.graph.Graph`).
+"""Translate a SymPy expression into the expression DAG (:class:`~symdiff.core.graph.Graph`).
 
 The translation is table driven: each SymPy class maps to a handler, and a class
 with no handler raises :class:`~symdiff.errors.UnsupportedError` naming it — never a
@@ -20,8 +20,8 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from . import from_matrix
-from . import functions as F
-from .errors import FormulaError, UnsupportedError
+from .. import functions as F
+from ..errors import FormulaError, UnsupportedError
 from .graph import Graph
 
 _UNARY = {
