@@ -81,6 +81,10 @@ try:
 except ImportError:  # pragma: no cover - other numpy layouts
     _EIGH_LO = np.linalg.eigh
 
+# the ufunc reductions behind ndarray.sum/max/all, without their Python-level wrappers
+# (which cost as much as the reduction on a p-vector, several times per iteration)
+_SUM, _MAX, _ALL = np.add.reduce, np.maximum.reduce, np.logical_and.reduce
+
 
 class _Linearization:
     """The Gauss–Newton model at one point in eigen-coordinates of the scaled problem.
@@ -92,6 +96,7 @@ class _Linearization:
 
     def __init__(self, s2, V, a, rank_mask):
         self.s2, self.V, self.a, self.rank = s2, V, a, rank_mask
+        self.full_rank = bool(_ALL(rank_mask))
 
     @classmethod
     def from_normal(cls, jtr, jtj, d):
@@ -120,7 +125,7 @@ class _Linearization:
     def step(self, lam):
         """Scaled step ``c = Vᵀ D p`` for damping ``lam`` (pseudo-inverse when 0)."""
         if lam == 0.0:
-            if self.rank.all():
+            if self.full_rank:
                 return -self.a / self.s2
             c = np.zeros_like(self.a)
             c[self.rank] = -self.a[self.rank] / self.s2[self.rank]
@@ -285,7 +290,8 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             if st.J is not None:
                 st.J = st.J * dxdu
         st.g, st.A = g, A
-        st.finite = math.isfinite(rss) and math.isfinite(float(g.sum())) and math.isfinite(float(A.sum()))
+        st.finite = (math.isfinite(rss) and math.isfinite(float(_SUM(g)))
+                     and math.isfinite(float(_SUM(A, axis=None))))
         return st
 
     def result(st, status):
@@ -310,7 +316,7 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             delta = factor * xnorm if xnorm > 0 else factor
         fnorm = math.sqrt(rss)
         if fnorm > 0:
-            gnorm = float(np.max(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
+            gnorm = float(_MAX(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
         else:
             gnorm = 0.0
         if gnorm <= gtol:
