@@ -83,7 +83,7 @@ except ImportError:  # pragma: no cover - other numpy layouts
 
 # the ufunc reductions behind ndarray.sum/max/all, without their Python-level wrappers
 # (which cost as much as the reduction on a p-vector, several times per iteration)
-_SUM, _MAX, _ALL = np.add.reduce, np.maximum.reduce, np.logical_and.reduce
+_SUM, _MAX, _ALL, _OUTER = np.add.reduce, np.maximum.reduce, np.logical_and.reduce, np.multiply.outer
 
 
 class _Linearization:
@@ -101,10 +101,10 @@ class _Linearization:
     @classmethod
     def from_normal(cls, jtr, jtj, d):
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
-        s2, V = _eigh(jtj / (d[:, None] * d))
+        s2, V = _eigh(jtj / _OUTER(d, d))
         s2 = np.maximum(s2, 0.0)
         a = (jtr / d) @ V
-        return cls(s2, V, a, s2 > _EPS * len(d) * s2[-1])
+        return cls(s2, V, a, s2 > _EPS * len(d) * s2.item(-1))
 
     @classmethod
     def from_jacobian(cls, r, J, d):
@@ -152,9 +152,10 @@ class _Linearization:
                 lam = max(1e-3 * upper, 1e-300)
             cnorm2 = w2 = 0.0
             for ai2, si2 in zip(a2, s2):
-                q = ai2 / ((si2 + lam) * (si2 + lam))
+                t = si2 + lam
+                q = ai2 / (t * t)
                 cnorm2 += q
-                w2 += q / (si2 + lam)
+                w2 += q / t
             cnorm = math.sqrt(cnorm2)
             phi = cnorm - delta
             if abs(phi) <= 0.1 * delta:
@@ -325,7 +326,7 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             lin = _Linearization.from_jacobian(state.r, state.J, d)
         else:
             lin = _Linearization.from_normal(g, A, d)
-            ill = lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]
+            ill = lin.s2.item(0) < ILL_CONDITIONED * lin.s2.item(-1)
             if ill and qr is not None:
                 _, R, qtr = qr(state.x)
                 R = np.asarray(R, float)
