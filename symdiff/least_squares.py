@@ -266,7 +266,7 @@ def _start(p0, pnames):
         theta = np.array(p0, dtype=float).ravel()
         if theta.size != len(pnames):
             raise ValueError(f"p0 has {theta.size} values for {len(pnames)} parameters {pnames}")
-    if not np.all(np.isfinite(theta)):
+    if not np.isfinite(theta).all():
         raise ValueError("p0 must be finite")
     return theta
 
