@@ -16,7 +16,8 @@ with status 1). Small: the same exponential-plus-sine model and a three-paramete
 means symdiff is faster).
 
 Run: ``python benchmarks/curve_fit.py`` (``--quick``: 200,000 points, fewer repeats;
-``--threads N`` is passed to the kernels through ``SYMDIFF_THREADS`` if set).
+``--small``: the small fits alone; ``--threads N`` is passed to the kernels through
+``SYMDIFF_THREADS`` if set).
 """
 
 import argparse
@@ -108,10 +109,12 @@ def small(repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200,000 points, 3 repeats")
+    parser.add_argument("--small", action="store_true", help="the small fits alone")
     args = parser.parse_args()
     n = 200_000 if args.quick else 1_000_000
     repeats = 3 if args.quick else 7
-    large(n, repeats)
+    if not args.small:
+        large(n, repeats)
     small(repeats)
 
 

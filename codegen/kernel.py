@@ -63,6 +63,9 @@ def _name(key) -> str:
     return key.name if hasattr(key, "name") and not isinstance(key, str) else str(key)
 
 
+_ALL = np.logical_and.reduce
+
+
 def check_theta(theta, names) -> np.ndarray:
     """theta as a contiguous float64 vector of the right length with finite entries."""
     if isinstance(theta, np.ndarray) and theta.dtype == np.float64 and theta.ndim == 1 \
@@ -79,7 +82,7 @@ def check_theta(theta, names) -> np.ndarray:
     if t.ndim != 1 or t.shape[0] != len(names):
         raise DataError(f"theta must be a 1-D array of {len(names)} parameters "
                         f"({', '.join(names)}), got shape {t.shape}")
-    if not np.isfinite(t).all():
+    if not _ALL(np.isfinite(t)):  # the ufunc reduction without ndarray.all's Python wrapper
         k = int(np.flatnonzero(~np.isfinite(t))[0])
         raise DataError(f"theta[{k}] (parameter {names[k]!r}) is {t[k]}")
     return t

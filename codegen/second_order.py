@@ -19,8 +19,8 @@ import numpy as np
 from symdiff.errors import DataError, DataTypeError
 
 from . import _build
-from .kernel import (_SIGNATURE, BoundKernel, Kernel, _Runner, _address, _diagnose, check_columns,
-                     check_theta, map_outputs)
+from .kernel import (_SIGNATURE, MIN_SAMPLES_PER_THREAD, BoundKernel, Kernel, _Runner, _Scratch,
+                     _address, _diagnose, check_columns, check_theta, map_outputs)
 
 
 def upper_to_symmetric(values, p: int) -> np.ndarray:
@@ -82,15 +82,25 @@ class ResidualKernel(Kernel):
     def __init__(self, **common):
         super().__init__(grad_name="symdiff_gn", value_name="symdiff_rss", **common)
         self.n_params = len(self.params)
+        self._gn_scratch = _Scratch(self.n_params, self._grad.n_out)
         lib = self._library
         self._residual_fn = _SIGNATURE(lib.addresses["symdiff_residual"])
         self._jacobian_fn = _SIGNATURE(lib.addresses["symdiff_jacobian"])
         self._rj_fn = _SIGNATURE(lib.addresses["symdiff_rj"])
 
     # shared by the kernel and its bound form: (columns, n, pointer array) in, results out
-    def _gauss_newton(self, theta, cols, n, ptrs):
+    def _gauss_newton(self, theta, cols, n, ptrs, ptrs_address=None):
         t = check_theta(theta, self.params)
-        s = self._grad.run(t, ptrs, n, self.threads, scale=1.0)
+        if self.threads <= 1 or n // MIN_SAMPLES_PER_THREAD <= 1:
+            # one part, as _Runner.run would do it, into this thread's buffers whose addresses
+            # are known (looking addresses up costs more than a small batch's kernel)
+            scratch = self._gn_scratch
+            scratch.theta_view[:] = t
+            self._grad.fn(scratch.theta_addr, _address(ptrs) if ptrs_address is None else ptrs_address,
+                          0, n, scratch.out_addr, 1.0)
+            s = scratch.out
+        else:
+            s = self._grad.run(t, ptrs, n, self.threads, scale=1.0)
         rss = s.item(0)
         if not (rss == rss and abs(rss) != float("inf")):
             _diagnose(cols, self.data, "residual sum of squares")
@@ -182,6 +192,7 @@ class _Bound:
         self.n = n
         self._cols = cols
         self._ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
+        self._ptrs_address = _address(self._ptrs)
 
 
 class BoundResiduals(_Bound):
@@ -189,7 +200,7 @@ class BoundResiduals(_Bound):
     also ``.value(theta)``, ``.residuals(theta)``, ``.jacobian(theta)``, ``.qr(theta)``."""
 
     def __call__(self, theta):
-        return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs)
+        return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs, self._ptrs_address)
 
     def value(self, theta) -> float:
         return self.kernel._rss(theta, self._cols, self.n, self._ptrs)

@@ -178,8 +178,16 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     else:
         raise TypeError(f"f must be a function, a formula string or a SymPy expression; got {type(f).__name__}")
     p = len(params)
-    lower, upper = (np.broadcast_to(np.asarray(b, dtype=float), (p,)) for b in bounds)
-    theta0 = _feasible_start(lower, upper) if p0 is None else np.asarray(p0, dtype=float).ravel()
+    lower, upper = bounds
+    # the default (-inf, inf) needs no arrays (their cost shows on fits of a few points)
+    no_bounds = type(lower) is float and type(upper) is float and -lower == upper == np.inf
+    if not no_bounds:
+        lower, upper = (np.broadcast_to(np.asarray(b, dtype=float), (p,)) for b in bounds)
+        no_bounds = bool(np.all(np.isneginf(lower)) and np.all(np.isposinf(upper)))
+    if p0 is None:
+        theta0 = _feasible_start(*(np.broadcast_to(np.asarray(b, dtype=float), (p,)) for b in bounds))
+    else:
+        theta0 = np.asarray(p0, dtype=float).ravel()
     if theta0.size != p:
         raise ValueError(f"p0 has {theta0.size} values, but the model has {p} parameters "
                          f"({', '.join(s.name for s in params)})")
@@ -190,7 +198,6 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
                             "covariance matrix is not supported")
     if method is None:
         method = "lm"
-    no_bounds = np.all(np.isneginf(lower)) and np.all(np.isposinf(upper))
     data = {s.name: (x if k is None else x[i]) for i, s in enumerate(inputs)}
     data[_TARGET.name] = y
     max_nfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
@@ -203,7 +210,7 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     if not res.success:
         raise OptimalParametersNotFound(f"Optimal parameters not found: {res.message}")
     pcov = res.covariance(absolute_sigma)
-    if not np.all(np.isfinite(pcov)):
+    if not np.isfinite(pcov).all():
         import warnings
         warnings.warn("Covariance of the parameters could not be estimated", SymdiffWarning,
                       stacklevel=2)

@@ -24,7 +24,7 @@ import sympy as sp
 
 from .errors import DataError, FormulaError, SymdiffWarning
 from .fit_result import LeastSquaresResult, ParamDict
-from .levenberg_marquardt import ILL_CONDITIONED, levenberg_marquardt
+from .levenberg_marquardt import _EPS, ILL_CONDITIONED, _eigh, levenberg_marquardt
 
 #: the data column holding 1/σ in weighted residuals
 WEIGHT = "_symdiff_weight"
@@ -99,24 +99,28 @@ def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
     factor ``R``, when ``jacobian()`` gives one and ``JᵀJ`` is ill-conditioned); ``inf``
     everywhere when ``dof <= 0`` and not absolute."""
     p = jtj.shape[0]
-    d = np.sqrt(np.maximum(np.diag(jtj), 0.0))
+    d = np.sqrt(np.maximum(jtj.diagonal(), 0.0))
     d = np.where(d > 0, d, 1.0)
-    scaled = jtj / np.outer(d, d)
-    s2, V = np.linalg.eigh(0.5 * (scaled + scaled.T))
+    dd = np.multiply.outer(d, d)
+    scaled = jtj / dd
+    s2, V = _eigh(0.5 * (scaled + scaled.T))
     if jacobian is not None and s2.min() < ILL_CONDITIONED * s2.max():
         J = jacobian() / d
         _, s, Vt = np.linalg.svd(J, full_matrices=False)
         V, s2 = Vt.T, s * s
-        keep = s > np.finfo(float).eps * max(J.shape) * s.max()
+        keep = s > _EPS * max(J.shape) * s.max()
     else:
-        keep = s2 > np.finfo(float).eps * p * s2.max()
-    inv = (V[:, keep] / s2[keep]) @ V[:, keep].T
-    cov = inv / np.outer(d, d)
-    # a direction the data do not constrain (rank(J) < p) leaves every parameter it moves
-    # undetermined: infinite variance, not the pseudo-inverse's finite (and meaningless) one
-    moved = np.linalg.norm(V[:, ~keep], axis=1) > 1e-6
-    cov[moved, :] = np.inf
-    cov[:, moved] = np.inf
+        keep = s2 > _EPS * p * s2.max()
+    if keep.all():  # the common case, without the masked copies
+        cov = ((V / s2) @ V.T) / dd
+    else:
+        inv = (V[:, keep] / s2[keep]) @ V[:, keep].T
+        cov = inv / dd
+        # a direction the data do not constrain (rank(J) < p) leaves every parameter it moves
+        # undetermined: infinite variance, not the pseudo-inverse's finite (and meaningless) one
+        moved = np.linalg.norm(V[:, ~keep], axis=1) > 1e-6
+        cov[moved, :] = np.inf
+        cov[:, moved] = np.inf
     if not absolute_sigma:
         if dof > 0:
             cov = cov * (rss / dof)
@@ -262,7 +266,7 @@ def _start(p0, pnames):
         theta = np.array(p0, dtype=float).ravel()
         if theta.size != len(pnames):
             raise ValueError(f"p0 has {theta.size} values for {len(pnames)} parameters {pnames}")
-    if not np.all(np.isfinite(theta)):
+    if not np.isfinite(theta).all():
         raise ValueError("p0 must be finite")
     return theta
 

@@ -81,6 +81,11 @@ try:
 except ImportError:  # pragma: no cover - other numpy layouts
     _EIGH_LO = np.linalg.eigh
 
+# the ufunc reductions behind ndarray.sum/max/all, without their Python-level wrappers
+# (which cost as much as the reduction on a p-vector, several times per iteration)
+_SUM, _MAX, _ALL = np.add.reduce, np.maximum.reduce, np.logical_and.reduce
+_OUTER, _DOT = np.multiply.outer, np.dot
+
 
 class _Linearization:
     """The Gauss–Newton model at one point in eigen-coordinates of the scaled problem.
@@ -92,14 +97,15 @@ class _Linearization:
 
     def __init__(self, s2, V, a, rank_mask):
         self.s2, self.V, self.a, self.rank = s2, V, a, rank_mask
+        self.full_rank = bool(_ALL(rank_mask))
 
     @classmethod
     def from_normal(cls, jtr, jtj, d):
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
-        s2, V = _eigh(jtj / (d[:, None] * d))
+        s2, V = _eigh(jtj / _OUTER(d, d))
         s2 = np.maximum(s2, 0.0)
-        a = (jtr / d) @ V
-        return cls(s2, V, a, s2 > _EPS * len(d) * s2[-1])
+        a = _DOT(jtr / d, V)
+        return cls(s2, V, a, s2 > _EPS * len(d) * s2.item(-1))
 
     @classmethod
     def from_jacobian(cls, r, J, d):
@@ -120,7 +126,7 @@ class _Linearization:
     def step(self, lam):
         """Scaled step ``c = Vᵀ D p`` for damping ``lam`` (pseudo-inverse when 0)."""
         if lam == 0.0:
-            if self.rank.all():
+            if self.full_rank:
                 return -self.a / self.s2
             c = np.zeros_like(self.a)
             c[self.rank] = -self.a[self.rank] / self.s2[self.rank]
@@ -130,10 +136,10 @@ class _Linearization:
     def solve(self, delta, lam):
         """Moré's ``lmpar``: ``(lam, c)`` with ``‖c‖`` within 10 % of ``delta`` or ``lam = 0``."""
         c = self.step(0.0)
-        cnorm = math.sqrt(c @ c)
+        cnorm = math.sqrt(_DOT(c, c))
         if cnorm <= 1.1 * delta:
             return 0.0, c
-        anorm = math.sqrt(self.a @ self.a)
+        anorm = math.sqrt(_DOT(self.a, self.a))
         upper = anorm / delta
         lower = 0.0
         if lam <= 0.0 or not math.isfinite(lam):
@@ -147,9 +153,10 @@ class _Linearization:
                 lam = max(1e-3 * upper, 1e-300)
             cnorm2 = w2 = 0.0
             for ai2, si2 in zip(a2, s2):
-                q = ai2 / ((si2 + lam) * (si2 + lam))
+                t = si2 + lam
+                q = ai2 / (t * t)
                 cnorm2 += q
-                w2 += q / (si2 + lam)
+                w2 += q / t
             cnorm = math.sqrt(cnorm2)
             phi = cnorm - delta
             if abs(phi) <= 0.1 * delta:
@@ -285,7 +292,8 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             if st.J is not None:
                 st.J = st.J * dxdu
         st.g, st.A = g, A
-        st.finite = math.isfinite(rss) and math.isfinite(float(g.sum())) and math.isfinite(float(A.sum()))
+        st.finite = (math.isfinite(rss) and math.isfinite(float(_SUM(g)))
+                     and math.isfinite(float(_SUM(A, axis=None))))
         return st
 
     def result(st, status):
@@ -305,12 +313,18 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
         colnorm = np.sqrt(np.maximum(A.diagonal(), 0.0))
         d = np.where(colnorm > 0, colnorm, 1.0) if d is None else np.maximum(d, colnorm)
         du = d * u
-        xnorm = math.sqrt(du @ du)
+        xnorm = math.sqrt(_DOT(du, du))
         if first:
             delta = factor * xnorm if xnorm > 0 else factor
         fnorm = math.sqrt(rss)
         if fnorm > 0:
-            gnorm = float(np.max(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
+            # in Python floats (g and colnorm are finite here, so this equals the NumPy
+            # form bit for bit) unless a denominator underflows to 0
+            try:
+                gnorm = max([abs(gj) / (cj * fnorm) if cj > 0 else 0.0
+                             for gj, cj in zip(g.tolist(), colnorm.tolist())])
+            except ZeroDivisionError:
+                gnorm = float(_MAX(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
         else:
             gnorm = 0.0
         if gnorm <= gtol:
@@ -319,7 +333,7 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             lin = _Linearization.from_jacobian(state.r, state.J, d)
         else:
             lin = _Linearization.from_normal(g, A, d)
-            ill = lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]
+            ill = lin.s2.item(0) < ILL_CONDITIONED * lin.s2.item(-1)
             if ill and qr is not None:
                 _, R, qtr = qr(state.x)
                 R = np.asarray(R, float)
@@ -336,15 +350,15 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
                 lin = _Linearization.from_jacobian(np.asarray(r, float).ravel(), J, d)
         while True:
             lam, c = lin.solve(delta, lam)
-            dp = lin.V @ c
-            pnorm = math.sqrt(dp @ dp)
+            dp = _DOT(lin.V, c)
+            pnorm = math.sqrt(_DOT(dp, dp))
             if first:
                 delta = min(delta, pnorm)
             trial = evaluate(u + dp / d)
             fnorm1 = math.sqrt(trial.rss) if trial.finite else math.inf
             actred = 1 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
             if fnorm > 0:
-                temp1 = float(lin.s2 @ (c * c)) / rss
+                temp1 = float(_DOT(lin.s2, c * c)) / rss
                 temp2 = lam * pnorm * pnorm / rss
             else:
                 temp1 = temp2 = 0.0
@@ -365,7 +379,7 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
                 u = trial.u
                 state = trial
                 du = d * u
-                xnorm = math.sqrt(du @ du)
+                xnorm = math.sqrt(_DOT(du, du))
                 first = False
                 if callback is not None:
                     callback(state.x.copy(), state.rss)
