@@ -16,8 +16,7 @@ with status 1). Small: the same exponential-plus-sine model and a three-paramete
 means symdiff is faster).
 
 Run: ``python benchmarks/curve_fit.py`` (``--quick``: 200,000 points, fewer repeats;
-``--small``: the small fits alone; ``--threads N`` is passed to the kernels through
-``SYMDIFF_THREADS`` if set).
+``--small``: the small fits alone). Kernels use every core, as sd.curve_fit does by default.
 """
 
 import argparse
