@@ -202,6 +202,32 @@ def layout(graph, column_gap: float) -> dict:
     return {name: (graph[name].layer * column_gap, y[name] * ROW_GAP) for name in y}
 
 
+def _geometry(graph):
+    """Box width, column gap, {node: (x, y)} and the picture's bounds (x0, x1, y0, y1)."""
+    width = box_width(graph)
+    column_gap = width + EDGE_LENGTH
+    position = layout(graph, column_gap)
+    xs = [p[0] for p in position.values()]
+    ys = [p[1] for p in position.values()]
+    return (width, column_gap, position,
+            (min(xs) - width, max(xs) + width, min(ys) - BOX_HEIGHT - 0.5, max(ys) + BOX_HEIGHT))
+
+
+def _edge_points(graph, edge, width, column_gap, position):
+    """An edge's start and end, and where its forward value (above) and adjoint (below) go."""
+    (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
+    start, end = (sx + width / 2, sy), (tx - width / 2, ty)
+    if graph[edge.source].op == "constant":
+        start = (sx + 0.3, sy)
+    span = end[0] - start[0]
+    t = 0.5 if span <= column_gap else 1 - 0.6 * column_gap / span
+    dx, dy = end[0] - start[0], end[1] - start[1]
+    length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+    nx, ny = -dy / length * 0.17, dx / length * 0.17  # the normal pointing above the edge
+    mx, my = start[0] + t * dx, start[1] + t * dy
+    return start, end, (mx + nx, my + ny), (mx - nx, my - ny)
+
+
 def _matplotlib_figure(graph):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -209,13 +235,7 @@ def _matplotlib_figure(graph):
 
     from .compgraph import format_value
 
-    width = box_width(graph)
-    column_gap = width + EDGE_LENGTH
-    position = layout(graph, column_gap)
-    xs = [p[0] for p in position.values()]
-    ys = [p[1] for p in position.values()]
-    x0, x1 = min(xs) - width, max(xs) + width
-    y0, y1 = min(ys) - BOX_HEIGHT - 0.5, max(ys) + BOX_HEIGHT
+    width, column_gap, position, (x0, x1, y0, y1) = _geometry(graph)
     scale = 0.75  # inches per data unit
     figure = Figure(figsize=(max((x1 - x0) * scale, 4.0), max((y1 - y0) * scale, 2.5)))
     FigureCanvasAgg(figure)
@@ -226,22 +246,13 @@ def _matplotlib_figure(graph):
     font = 9
 
     for edge in graph.edges:
-        (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
-        start, end = (sx + width / 2, sy), (tx - width / 2, ty)
-        if graph[edge.source].op == "constant":
-            start = (sx + 0.3, sy)
+        start, end, above, below = _edge_points(graph, edge, width, column_gap, position)
         ax.add_artist(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10,
                                      color="#555555", linewidth=0.9, shrinkA=0, shrinkB=1, zorder=1))
-        span = end[0] - start[0]
-        t = 0.5 if span <= column_gap else 1 - 0.6 * column_gap / span
-        dx, dy = end[0] - start[0], end[1] - start[1]
-        length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
-        nx, ny = -dy / length * 0.17, dx / length * 0.17  # normal: above the edge for forward
-        mx, my = start[0] + t * dx, start[1] + t * dy
-        ax.text(mx + nx, my + ny, format_value(edge.value, 4), color=FORWARD_COLOUR, fontsize=font - 1,
+        ax.text(*above, format_value(edge.value, 4), color=FORWARD_COLOUR, fontsize=font - 1,
                 ha="center", va="center", zorder=4)
         if edge.adjoint is not None:
-            ax.text(mx - nx, my - ny, format_value(edge.adjoint, 4), color=BACKWARD_COLOUR,
+            ax.text(*below, format_value(edge.adjoint, 4), color=BACKWARD_COLOUR,
                     fontsize=font - 1, ha="center", va="center", zorder=4)
 
     for node in graph.nodes:
@@ -270,13 +281,7 @@ def _plain_svg(graph) -> str:
     """The matplotlib drawing's layout and colours, written as SVG by hand (no dependency)."""
     from .compgraph import format_value
 
-    width = box_width(graph)
-    column_gap = width + EDGE_LENGTH
-    position = layout(graph, column_gap)
-    xs = [p[0] for p in position.values()]
-    ys = [p[1] for p in position.values()]
-    x0, x1 = min(xs) - width, max(xs) + width
-    y0, y1 = min(ys) - BOX_HEIGHT - 0.5, max(ys) + BOX_HEIGHT
+    width, column_gap, position, (x0, x1, y0, y1) = _geometry(graph)
     unit = 54.0  # pixels per data unit (0.75 inch at 72 px per inch, as the matplotlib figure)
 
     def px(x, y):
@@ -295,22 +300,13 @@ def _plain_svg(graph) -> str:
            'markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
            'fill="#555555"/></marker></defs>', f'<rect width="{W:.0f}" height="{H:.0f}" fill="white"/>']
     for edge in graph.edges:
-        (sx, sy), (tx, ty) = position[edge.source], position[edge.target]
-        start, end = (sx + width / 2, sy), (tx - width / 2, ty)
-        if graph[edge.source].op == "constant":
-            start = (sx + 0.3, sy)
+        start, end, above, below = _edge_points(graph, edge, width, column_gap, position)
         (X0, Y0), (X1, Y1) = px(*start), px(*end)
         out.append(f'<line x1="{X0:.1f}" y1="{Y0:.1f}" x2="{X1:.1f}" y2="{Y1:.1f}" stroke="#555555" '
                    f'stroke-width="1.2" marker-end="url(#arrow)"/>')
-        span = end[0] - start[0]
-        t = 0.5 if span <= column_gap else 1 - 0.6 * column_gap / span
-        dx, dy = end[0] - start[0], end[1] - start[1]
-        length = max((dx * dx + dy * dy) ** 0.5, 1e-9)
-        nx, ny = -dy / length * 0.17, dx / length * 0.17
-        mx, my = start[0] + t * dx, start[1] + t * dy
-        out.append(text(mx + nx, my + ny, format_value(edge.value, 4), FORWARD_COLOUR, 8))
+        out.append(text(*above, format_value(edge.value, 4), FORWARD_COLOUR, 8))
         if edge.adjoint is not None:
-            out.append(text(mx - nx, my - ny, format_value(edge.adjoint, 4), BACKWARD_COLOUR, 8))
+            out.append(text(*below, format_value(edge.adjoint, 4), BACKWARD_COLOUR, 8))
     for node in graph.nodes:
         x, y = position[node.name]
         if node.op == "constant":
