@@ -25,7 +25,7 @@ import numpy as np
 from symdiff.errors import DataError, DataTypeError
 
 from . import blas
-from .kernel import _Compiled, _executor, available_cores
+from .kernel import _Compiled, _executor, as_float64, available_cores
 from .lower_array import FLUSH_ACC, FRESH_ACC, ZERO_SUMS
 
 _PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -63,15 +63,7 @@ class _ArrayCompiled(_Compiled):
 
     # -- validation ----------------------------------------------------------------------
     def _theta(self, theta) -> np.ndarray:
-        t = theta
-        if not (type(t) is np.ndarray and t.dtype == np.float64 and t.ndim == 1 and t.flags.c_contiguous):
-            try:
-                t = np.asarray(theta)
-            except Exception as exc:
-                raise DataTypeError(f"theta must be a 1-D array of numbers: {exc}") from None
-            if t.dtype.kind not in "biuf":
-                raise DataTypeError(f"theta must hold real numbers, got dtype {t.dtype}")
-            t = np.ascontiguousarray(t, dtype=np.float64)
+        t = as_float64(theta)
         if t.ndim != 1 or t.shape[0] != self.n_theta:
             shapes = ", ".join(f"{p} {self.shapes[p] or '(scalar)'}" for p in self.params)
             raise DataError(f"theta must be a 1-D array of {self.n_theta} values (parameters "

@@ -156,14 +156,7 @@ def _bind_numpy() -> Binding | None:
             llvm.add_symbol(SYMBOLS[single], llvm.address_of_symbol(cand))
         setter = getter = None
         try:
-            lib = ctypes.CDLL(path)
-            for s, g in (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-                         ("openblas_set_num_threads64_", "openblas_get_num_threads64_")):
-                if hasattr(lib, s) and hasattr(lib, g):
-                    setter, getter = getattr(lib, s), getattr(lib, g)
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    break
+            setter, getter = _thread_controls(ctypes.CDLL(path), "64_")
         except OSError:
             pass
         return Binding("numpy-openblas", path, setter, getter, _corename(path))
@@ -212,14 +205,9 @@ def _scipy_thread_control():
         import scipy
         root = os.path.dirname(os.path.abspath(scipy.__file__))
         for path in sorted(glob.glob(os.path.join(root, "..", "scipy.libs", "lib*openblas*.so*"))):
-            lib = ctypes.CDLL(path)
-            for s, g in (("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-                         ("openblas_set_num_threads", "openblas_get_num_threads")):
-                if hasattr(lib, s) and hasattr(lib, g):
-                    setter, getter = getattr(lib, s), getattr(lib, g)
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    return setter, getter
+            setter, getter = _thread_controls(ctypes.CDLL(path), "")
+            if setter is not None:
+                return setter, getter
     except Exception:
         pass
     return None, None
@@ -261,6 +249,19 @@ def _bind_loop() -> Binding:
     return Binding("loop", "symdiff (inline loops)")
 
 
+def _thread_controls(lib, suffix):
+    """OpenBLAS's (set, get) thread-count functions in ``lib`` (names ending in ``suffix``,
+    "64_" for the ILP64 builds), or (None, None)."""
+    for prefix in ("scipy_openblas", "openblas"):
+        s, g = f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}"
+        if hasattr(lib, s) and hasattr(lib, g):
+            setter, getter = getattr(lib, s), getattr(lib, g)
+            setter.argtypes, setter.restype = [ctypes.c_int], None
+            getter.argtypes, getter.restype = [], ctypes.c_int
+            return setter, getter
+    return None, None
+
+
 def _loop_gemm(module, single):
     """A plain row-major GEMM (beta = 0 never reads C, as BLAS specifies)."""
     T = F32 if single else F64
@@ -268,27 +269,15 @@ def _loop_gemm(module, single):
     _order, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc = fn.args
     entry = fn.append_basic_block("entry")
     b = ir.IRBuilder(entry)
-    zero, one = ir.Constant(I64, 0), ir.Constant(I64, 1)
+    zero = ir.Constant(I64, 0)
     is_ta = b.icmp_signed("==", ta, ir.Constant(I32, TRANS))
     is_tb = b.icmp_signed("==", tb, ir.Constant(I32, TRANS))
     beta0 = b.fcmp_ordered("==", beta, ir.Constant(T, 0.0))
     acc = b.alloca(T)
 
     def loop(b, lo, hi, name, body):
-        head = fn.append_basic_block(name + "_head")
-        inner = fn.append_basic_block(name + "_body")
-        done = fn.append_basic_block(name + "_done")
-        pre = b.block
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64, name)
-        i.add_incoming(lo, pre)
-        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
-        b.position_at_end(inner)
-        body(b, i)
-        i.add_incoming(b.add(i, one), b.block)
-        b.branch(head)
-        b.position_at_end(done)
+        from .lower import emit_for  # lower.py needs nothing from here: no import cycle
+        emit_for(b, lo, hi, body, 1, name)
 
     def at(ptr, idx):
         return b.gep(ptr, [idx], source_etype=T)

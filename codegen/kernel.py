@@ -66,19 +66,22 @@ def _name(key) -> str:
 _ALL = np.logical_and.reduce
 
 
+def as_float64(theta) -> np.ndarray:
+    """theta as a contiguous float64 array (no copy when it already is one), or DataTypeError."""
+    if type(theta) is np.ndarray and theta.dtype == np.float64 and theta.flags.c_contiguous:
+        return theta
+    try:
+        t = np.asarray(theta)
+    except Exception as exc:
+        raise DataTypeError(f"theta must be a 1-D array of numbers: {exc}") from None
+    if t.dtype.kind not in "biuf":
+        raise DataTypeError(f"theta must hold real numbers, got dtype {t.dtype}")
+    return np.ascontiguousarray(t, dtype=np.float64)
+
+
 def check_theta(theta, names) -> np.ndarray:
     """theta as a contiguous float64 vector of the right length with finite entries."""
-    if isinstance(theta, np.ndarray) and theta.dtype == np.float64 and theta.ndim == 1 \
-            and theta.flags.c_contiguous:
-        t = theta
-    else:
-        try:
-            t = np.asarray(theta)
-        except Exception as exc:
-            raise DataTypeError(f"theta must be a 1-D array of numbers: {exc}") from None
-        if t.dtype.kind not in "biuf":
-            raise DataTypeError(f"theta must hold real numbers, got dtype {t.dtype}")
-        t = np.ascontiguousarray(t, dtype=np.float64)
+    t = as_float64(theta)
     if t.ndim != 1 or t.shape[0] != len(names):
         raise DataError(f"theta must be a 1-D array of {len(names)} parameters "
                         f"({', '.join(names)}), got shape {t.shape}")

@@ -84,6 +84,26 @@ def lower_to_llvm(program, *, single: bool, lanes: int, isa: str, functions: dic
     return module
 
 
+
+def emit_for(b, lo, hi, body, step=1, name="i"):
+    """``for i in range(lo, hi, step): body(b, i)`` with run-time bounds (i64 values), the
+    builder left after the loop; ``body`` may add blocks of its own."""
+    fn = b.function
+    head = fn.append_basic_block(name + "_head")
+    inner = fn.append_basic_block(name + "_body")
+    done = fn.append_basic_block(name + "_done")
+    pre = b.block
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, name)
+    i.add_incoming(lo, pre)
+    b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+    b.position_at_end(inner)
+    body(b, i)
+    i.add_incoming(b.add(i, ir.Constant(I64, step)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
 class _FunctionEmitter:
     def __init__(self, module, program, name, mode, *, single, lanes, isa):
         self.module, self.program, self.mode = module, program, mode

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from llvmlite import ir
 
 from . import blas
-from .lower import FASTMATH, LoweringError, _FunctionEmitter
+from .lower import FASTMATH, LoweringError, _FunctionEmitter, emit_for
 
 I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -323,22 +323,7 @@ class _Emitter(_FunctionEmitter):
 
     def loop(self, lo, hi, body, step=1, name="i"):
         """for i in range(lo, hi, step): body(i) — ``body`` uses ``self.b``."""
-        b = self.b
-        lo, hi = self.i64(lo), self.i64(hi)
-        head = self.fn.append_basic_block(name + "_head")
-        inner = self.fn.append_basic_block(name + "_body")
-        done = self.fn.append_basic_block(name + "_done")
-        pre = b.block
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64, name)
-        i.add_incoming(lo, pre)
-        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
-        b.position_at_end(inner)
-        body(i)
-        i.add_incoming(b.add(i, ir.Constant(I64, step)), b.block)
-        b.branch(head)
-        b.position_at_end(done)
+        emit_for(self.b, self.i64(lo), self.i64(hi), lambda b, i: body(i), step, name)
 
     def slot(self, ty):
         """An alloca in the entry block (allocas inside loops would grow the stack).

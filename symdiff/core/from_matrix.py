@@ -104,14 +104,8 @@ def plan_matrix(tr, e):
                 neg.append(-t)
             else:
                 pos.append(t)
-        def build(ids, npos=len(pos)):
-            acc = None
-            for i in ids[:npos]:
-                acc = i if acc is None else g.add(acc, i)
-            for i in ids[npos:]:
-                acc = g.neg(i) if acc is None else g.sub(acc, i)
-            return acc
-        return tuple(pos + neg), build
+        npos = len(pos)
+        return tuple(pos + neg), lambda ids: g.signed_sum(ids, npos)
     if isinstance(e, sp.MatMul):
         scalars = [a for a in e.args if not getattr(a, "is_Matrix", False)]
         factors = [a for a in e.args if getattr(a, "is_Matrix", False)]

@@ -186,14 +186,8 @@ class _Translator:
             terms = list(e.args)
             pos = [t for t in terms if not _is_negative_term(t)]
             neg = [-t for t in terms if _is_negative_term(t)]
-            def build(ids, npos=len(pos)):
-                acc = None
-                for i in ids[:npos]:
-                    acc = i if acc is None else g.add(acc, i)
-                for i in ids[npos:]:
-                    acc = g.neg(i) if acc is None else g.sub(acc, i)
-                return acc
-            return tuple(pos + neg), build
+            npos = len(pos)
+            return tuple(pos + neg), lambda ids: g.signed_sum(ids, npos)
         if isinstance(e, sp.Mul):
             coeff, factors = e.as_coeff_mul()
             num = [f for f in factors if not (isinstance(f, sp.Pow) and f.exp.is_Number and f.exp.is_negative)]

@@ -154,6 +154,16 @@ class Graph:
         return self.const(result)
 
     # shorthands used by the derivative rules
+    def signed_sum(self, ids, npos):
+        """``ids[0] + … + ids[npos-1] − ids[npos] − …``: terms added, then subtracted (a
+        leading negative term negated), so that ``a − b`` stays one ``sub``."""
+        acc = None
+        for i in ids[:npos]:
+            acc = i if acc is None else self.add(acc, i)
+        for i in ids[npos:]:
+            acc = self.neg(i) if acc is None else self.sub(acc, i)
+        return acc
+
     def add(self, a, b): return self.node("add", a, b)
     def sub(self, a, b): return self.node("sub", a, b)
     def mul(self, a, b): return self.node("mul", a, b)
