@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import symdiff as sd  # noqa: E402
 from symdiff import optim  # noqa: E402
-from symdiff.training import fit  # noqa: E402
+from symdiff.training.driver import fit  # noqa: E402
 from report import LoadMonitor, wait_until_quiet  # noqa: E402
 from workloads import linear_regression  # noqa: E402
 

@@ -23,7 +23,7 @@ try:
     from symdiff import softplus
 except ImportError:
     try:
-        from symdiff.functions import softplus
+        from symdiff.models.functions import softplus
     except ImportError:
         def softplus(z):
             return sp.log(1 + sp.exp(z))

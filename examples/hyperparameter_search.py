@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 import codegen
 import symdiff as sd
 from symdiff.estimators import FormulaClassifier
-from symdiff.tuning import loguniform, tune
+from symdiff import loguniform, tune
 
 FAST = os.environ.get("SYMDIFF_FAST") == "1"
 TRIALS = 3 if FAST else 30

@@ -7,24 +7,24 @@ kernel llvmlite compiles from it.
 
 from .errors import (DataError, DataTypeError, DivergenceError, FormulaError, SymdiffError,
                      SymdiffWarning, UnsupportedError)
-from .functions import sigmoid, softplus
-from .matrix_functions import dot, logsumexp, relu, softmax, sum
+from .models.functions import sigmoid, softplus
+from .models.matrix_functions import dot, logsumexp, relu, softmax, sum
 from .core.ir import Instr, Program
 from .core.evaluate import evaluate
-from .compgraph import ComputationalGraph, computational_graph
-from .objective import Model, Objective, grad, vector
+from .display.compgraph import ComputationalGraph, computational_graph
+from .models.objective import Model, Objective, grad, vector
 from . import losses, optim, schedules
 from .nets import mlp
-from .parse import parse_formula, parse_model
-from .regularization import l1, l2, regularized
-from .residuals import Residuals
+from .models.parse import parse_formula, parse_model
+from .models.regularization import l1, l2, regularized
+from .models.residuals import Residuals
 from .core.second_derivatives import hessian
-from .minimization import minimize
-from .fit_result import LeastSquaresResult
-from .least_squares import least_squares
-from .curve_fit import curve_fit
-from .training import FitResult, History, fit
-from .tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, uniform
+from .fitting.minimization import minimize
+from .fitting.fit_result import LeastSquaresResult
+from .fitting.least_squares import least_squares
+from .fitting.curve_fit import curve_fit
+from .training.driver import FitResult, History, fit
+from .training.tuning import LRFinder, TuneResult, loguniform, lr_find, randint, tune, uniform
 
 __version__ = "0.1.0"
 

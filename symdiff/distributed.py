@@ -112,8 +112,8 @@ def recipe_for(source, *, hessian=False, dtype=np.float64, threads=1) -> Recipe:
     p², for methods that use only Hessian-vector products; the Hessian, if asked for, then
     comes from p Hessian-vector passes, as it does locally beyond
     ``FUSED_HESSIAN_MAX_PARAMS`` parameters) or a Residuals."""
-    from .objective import Objective
-    from .residuals import Residuals
+    from .models.objective import Objective
+    from .models.residuals import Residuals
 
     dtype = np.dtype(dtype).str
     if isinstance(source, Residuals):

@@ -47,13 +47,13 @@ except ImportError:  # scikit-learn < 1.6
         return estimator._validate_data(*args, **kwargs)
 
 from .errors import DataError, FormulaError
-from .minimization import METHODS as _FULL_BATCH_METHODS
-from . import multiclass
+from .fitting.minimization import METHODS as _FULL_BATCH_METHODS
+from .training import multiclass
 from .losses import LOSSES, logistic
-from .objective import Model, Objective
-from .parse import parse_formula, parse_model
-from .training import fit as _fit
-from .tuning import build_optimizer
+from .models.objective import Model, Objective
+from .models.parse import parse_formula, parse_model
+from .training.driver import fit as _fit
+from .training.tuning import build_optimizer
 
 __all__ = ["FormulaRegressor", "FormulaClassifier"]
 
@@ -200,8 +200,8 @@ class _FormulaEstimator(BaseEstimator):
             raise ValueError(f"unknown solver {self.solver!r}; choose 'first-order' or one of "
                              f"{', '.join(sorted(_FULL_BATCH_METHODS))}")
         self._warn_first_order_settings_unused()
-        from .minimization import fit_full_batch
-        from .training import _initial_params
+        from .fitting.minimization import fit_full_batch
+        from .training.driver import _initial_params
 
         seed = self.random_state
         if isinstance(seed, np.random.RandomState):

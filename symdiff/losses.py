@@ -8,9 +8,9 @@ elements, as PyTorch's default reduction does over a batch of vector outputs.
 
 import sympy as sp
 
-from . import matrix_functions as MF
+from .models import matrix_functions as MF
 from .errors import FormulaError
-from .functions import softplus
+from .models.functions import softplus
 
 
 def _pair(prediction, target, name):

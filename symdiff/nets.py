@@ -46,7 +46,7 @@ def mlp(inputs, hidden, activation=sp.tanh, prefix="", outputs=1, output="linear
 
 
 def _matrix_mlp(x, hidden, activation, prefix, outputs, output):
-    from .matrix_functions import elementwise, softmax
+    from .models.matrix_functions import elementwise, softmax
     if x.shape[1] != 1:
         raise ValueError(f"mlp needs a column-vector input, got shape {x.shape}")
     if output not in ("linear", "softmax"):

@@ -7,7 +7,7 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct, hadamard_power
 
 import symdiff as sd
-from symdiff import matrix_functions as MF
+from symdiff.models import matrix_functions as MF
 from symdiff.core.evaluate import evaluate
 
 M = sp.MatrixSymbol

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symdiff.cli import main
-from symdiff.parse import parse_formula
+from symdiff.cli.commands import main
+from symdiff.models.parse import parse_formula
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -315,7 +315,7 @@ def test_console_script_prints_a_gradient(tmp_path):
 
 
 def test_internal_error_is_one_line_unless_debugging(capsys, monkeypatch):
-    import symdiff.cli as cli
+    import symdiff.cli.commands as cli
 
     def broken(expression, wrt):
         raise RuntimeError("boom")

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from symdiff.cli import main
-from symdiff.cli_checks import unused_column_warnings
+from symdiff.cli.commands import main
+from symdiff.cli.checks import unused_column_warnings
 
 
 def run(capsys, *argv):

@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 import symdiff as sd
-from symdiff.compgraph import MAX_DRAWN_NODES
+from symdiff.display.compgraph import MAX_DRAWN_NODES
 from symdiff.errors import FormulaError, SymdiffError
 
 coat, trouser, count, pay = sp.symbols("coat trouser count pay")
@@ -282,7 +282,7 @@ def test_jupyter_shows_the_picture_and_falls_back_to_the_table(no_graphviz, monk
     pytest.importorskip("matplotlib")
     g = sd.computational_graph(**SHOPPING)
     assert "<svg" in g._repr_html_()
-    import symdiff.drawing as drawing
+    import symdiff.display.drawing as drawing
 
     def unavailable(engine, suffix=".svg"):
         raise SymdiffError("no drawing engine")
@@ -335,6 +335,6 @@ def test_word_names_stay_whole_in_latex():
     text = sd.Objective((coat_price * x + w_1 - y) ** 2, [coat_price, w_1]).latex()
     assert r"coat\_price" in text and "coat_{price}" not in text
     assert "w_{1}" in text
-    from symdiff.names import is_word_name
+    from symdiff.display.names import is_word_name
     assert [is_word_name(n) for n in ("pay_fraction", "x_max", "theta_0", "w1", "lr_0")] == \
         [True, False, False, False, True]

@@ -6,7 +6,7 @@ import sympy as sp
 from scipy.optimize import curve_fit as scipy_curve_fit
 
 import symdiff as sd
-from symdiff.tracing import TraceError, trace
+from symdiff.fitting.tracing import TraceError, trace
 
 TIGHT = dict(xtol=1e-15, ftol=1e-15, gtol=1e-15)
 rng = np.random.default_rng(1)
@@ -83,8 +83,8 @@ def test_numpy_functions_trace_through_the_table():
 
 def test_second_call_neither_traces_nor_compiles(monkeypatch):
     import sys
-    import symdiff.residuals as residuals
-    cf = sys.modules["symdiff.curve_fit"]    # the package attribute is the function
+    import symdiff.models.residuals as residuals
+    cf = sys.modules["symdiff.fitting.curve_fit"]
 
     def g(x, p, q):
         return p * np.exp(-q * x)

@@ -12,7 +12,7 @@ import pytest
 import sympy as sp
 
 import symdiff as sd
-from symdiff.display import readable, tree_sizes
+from symdiff.display.bounded import readable, tree_sizes
 from symdiff.core.from_sympy import to_graph
 from symdiff.core.graph import Graph
 from symdiff.core.reverse import reverse_gradient

@@ -34,7 +34,7 @@ import codegen
 import symdiff as sd
 from symdiff.errors import DataError, FormulaError
 from symdiff.estimators import FormulaClassifier, FormulaRegressor
-from symdiff.tuning import loguniform
+from symdiff.training.tuning import loguniform
 
 WIDTH_REFUSED = re.compile(r"the formula takes \d+ input columns? \(.*\) but X has (\d+) column")
 
@@ -269,7 +269,7 @@ def test_cross_val_score_equals_manual_folds():
 
 
 def test_importing_symdiff_does_not_import_scikit_learn():
-    code = "import symdiff, symdiff.tuning, sys; print('sklearn' in sys.modules, 'pandas' in sys.modules)"
+    code = "import symdiff, symdiff.training.tuning, sys; print('sklearn' in sys.modules, 'pandas' in sys.modules)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.split() == ["False", "False"]
 

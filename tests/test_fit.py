@@ -15,8 +15,8 @@ import sympy as sp
 import symdiff as sd
 from symdiff import optim, schedules
 from symdiff.errors import DataError, DivergenceError, FormulaError
-from symdiff.regularization import l1, l2, regularized
-from symdiff.training import fit
+from symdiff.models.regularization import l1, l2, regularized
+from symdiff.training.driver import fit
 
 W = sp.symbols("w0 w1", real=True)
 B, X0, X1, Y = sp.symbols("b x0 x1 y", real=True)
@@ -103,7 +103,7 @@ def test_shuffle_is_seeded(objective):
 
 
 def test_background_shuffles_equal_sequential_ones():
-    from symdiff.training import _Permutations
+    from symdiff.training.driver import _Permutations
 
     permutations = _Permutations(1000, np.random.default_rng(5))
     reference_rng, reference = np.random.default_rng(5), np.arange(1000)

@@ -60,7 +60,7 @@ def test_estimates_and_covariance_match_scipy_curve_fit(model, weighting):
     p0 = np.array(truth) * 1.2
     sigma = 0.05 + 0.02 * np.abs(np.sin(x)) if weighting != "none" else None
     absolute = weighting == "absolute_sigma"
-    params = [p for p in sd.parse.names_in_order(formula) if p != xname]
+    params = [p for p in sd.models.parse.names_in_order(formula) if p != xname]
     res = sd.least_squares(formula, {xname: x, "y": y}, "y", dict(zip(params, p0)),
                            sigma=sigma, absolute_sigma=absolute, **TIGHT)
     assert res.success

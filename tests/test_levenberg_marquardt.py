@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nls_problems import MGH, NIST_NAMES, nist_problem, read_nist
-from symdiff.levenberg_marquardt import ILL_CONDITIONED, levenberg_marquardt
+from symdiff.fitting.levenberg_marquardt import ILL_CONDITIONED, levenberg_marquardt
 
 MGH_BY_NAME = {p.name: p for p in MGH}
 

@@ -8,7 +8,7 @@ import sympy as sp
 
 import symdiff as sd
 from symdiff.nets import mlp
-from symdiff.opcount import naive_ops, program_ops
+from symdiff.display.opcount import naive_ops, program_ops
 
 
 def models():

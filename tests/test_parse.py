@@ -7,9 +7,9 @@ import time
 import pytest
 import sympy as sp
 
-from symdiff import functions
+from symdiff.models import functions
 from symdiff.errors import FormulaError
-from symdiff.parse import MAX_LENGTH, names_in_order, parse_formula, parse_model
+from symdiff.models.parse import MAX_LENGTH, names_in_order, parse_formula, parse_model
 
 a, b, c, x, y, w = sp.symbols("a b c x y w", real=True)
 

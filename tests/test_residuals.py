@@ -6,7 +6,7 @@ import sympy as sp
 
 import symdiff as sd
 from symdiff.errors import DataError, FormulaError
-from symdiff.residuals import Residuals
+from symdiff.models.residuals import Residuals
 
 a, b, c, d, e = sp.symbols("a b c d e", real=True)
 x, y, s = sp.symbols("x y sigma", real=True)

@@ -9,7 +9,7 @@ import sympy as sp
 
 import symdiff as sd
 from symdiff.errors import DataError, SymdiffError
-from symdiff.tuning import build_optimizer, loguniform, lr_find, randint, tune, uniform
+from symdiff.training.tuning import build_optimizer, loguniform, lr_find, randint, tune, uniform
 
 a, b, x, y = sp.symbols("a b x y", real=True)
 OBJECTIVE = sd.Objective((a * x + b - y) ** 2, [a, b], [x, y])

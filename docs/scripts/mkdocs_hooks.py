@@ -7,7 +7,7 @@ needs no math script, no CDN and no network, and an offline copy shows formulas,
 not raw LaTeX. A formula latex2mathml cannot read fails the build.
 
 The docstrings cross-reference with reST roles (``:class:`FitResult```,
-``:func:`~symdiff.parse.parse_formula```); mkdocstrings renders Markdown, where the
+``:func:`~symdiff.models.parse.parse_formula```); mkdocstrings renders Markdown, where the
 role name would show as text. This drops the role name and, for ``~``-prefixed
 targets, keeps only the last component, as Sphinx displays them.
 """

@@ -18,7 +18,7 @@ import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from .. import matrix_functions as MF
+from ..models import matrix_functions as MF
 from ..errors import FormulaError, UnsupportedError
 
 #: scalar-valued SymPy objects built from matrices, translated here too

@@ -20,7 +20,7 @@ import sympy as sp
 from sympy.codegen import cfunctions
 
 from . import from_matrix
-from .. import functions as F
+from ..models import functions as F
 from ..errors import FormulaError, UnsupportedError
 from .graph import Graph
 

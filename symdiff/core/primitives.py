@@ -33,7 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 import sympy as sp
 
-from .. import functions as F
+from ..models import functions as F
 from ..errors import FormulaError
 
 
@@ -321,7 +321,7 @@ primitive("eye", 1, lambda r: np.eye(r), sp.Identity, None, int_args=(0,),
 
 
 def _matrix_helper(name):
-    from .. import matrix_functions
+    from ..models import matrix_functions
     return getattr(matrix_functions, name)
 
 

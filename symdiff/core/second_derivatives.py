@@ -18,7 +18,7 @@ import sympy as sp
 
 from .graph import Graph
 from .ir import Program, linearize
-from ..objective import _as_expr, _Derived, _free_symbols, _guard_depth, _symbols, _tidy
+from ..models.objective import _as_expr, _Derived, _free_symbols, _guard_depth, _symbols, _tidy
 from .reverse import reverse_gradient
 from .to_sympy import to_sympy
 

@@ -2,7 +2,7 @@
 
 The inverse of :mod:`symdiff.core.from_matrix`: ``dot`` becomes a product with
 transposes, elementwise ops on arrays become ``MatAdd``, scalar multiples,
-``HadamardProduct``, ``HadamardPower`` and ``f.(A)`` (:class:`~symdiff.matrix_functions.Elementwise`);
+``HadamardProduct``, ``HadamardPower`` and ``f.(A)`` (:class:`~symdiff.models.matrix_functions.Elementwise`);
 ``exp(z - logsumexp(z))`` reads ``softmax(z)``. Named intermediates (``h1 = tanh.(W1*x + b1)``)
 stand for their nodes wherever they appear, which keeps backpropagation formulas
 short: ``dL/dW1 = ((W2.T*(softmax(z) - y)) o (1 - h1 o h1))*x.T``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
-from .. import matrix_functions as MF
+from ..models import matrix_functions as MF
 from .primitives import PRIMITIVES
 from .to_sympy import nice_number
 

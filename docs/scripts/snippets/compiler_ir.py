@@ -1,7 +1,7 @@
 import sympy as sp
 import symdiff as sd
-from symdiff.nets import mlp
-from symdiff.opcount import naive_ops, program_ops
+from symdiff import mlp
+from symdiff.display.opcount import naive_ops, program_ops
 
 a, b, c, d, e, x, y = sp.symbols("a b c d e x y")
 prediction = a * sp.exp(-b * x) + c * sp.sin(d * x + e)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .core.primitives import PRIMITIVES
-from .core.to_sympy import nice_number
+from ..core.primitives import PRIMITIVES
+from ..core.to_sympy import nice_number
 
 #: formulas are shown (and gradient entries tidied) while each has at most ENTRY_MAX_OPS
 #: operations and all of them together at most DISPLAY_MAX_OPS (printing and tidying cost
@@ -155,5 +155,5 @@ def _latex_arg(a, symbols):
 
 
 def _text_arg(a):
-    from .core.ir import format_arg
+    from ..core.ir import format_arg
     return format_arg(a)

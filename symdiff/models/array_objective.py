@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .errors import DataError, FormulaError, UnsupportedError
+from ..errors import DataError, FormulaError, UnsupportedError
 
 #: above this many operations a displayed formula is replaced by its layer names
 DISPLAY_MAX_OPS = 400
@@ -144,7 +144,7 @@ class Display:
     """The gradient of an array objective in matrix notation, with named layers."""
 
     def __init__(self, objective):
-        from .core.to_matrix import MatrixPrinter, layer_names
+        from ..core.to_matrix import MatrixPrinter, layer_names
         d = objective._derive()
         g = d.graph
         taken = {s.name for s in objective.params + objective.data}

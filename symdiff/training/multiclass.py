@@ -20,7 +20,7 @@ from collections import OrderedDict
 import numpy as np
 import sympy as sp
 
-from .errors import DataError, FormulaError
+from ..errors import DataError, FormulaError
 
 _CACHE_SIZE = 32
 _COMPILED = OrderedDict()
@@ -46,8 +46,8 @@ class SoftmaxCompiled:
     by_name = False  # X's columns are the input vector's entries, by position
 
     def __init__(self, logits, params, inputs):
-        from .losses import softmax_cross_entropy
-        from .objective import Model, Objective
+        from ..losses import softmax_cross_entropy
+        from ..models.objective import Model, Objective
         if not isinstance(logits, sp.MatrixExpr) or logits.shape[1] != 1:
             raise FormulaError(f"a multi-class formula must be a (k, 1) vector of logits, got "
                                f"shape {getattr(logits, 'shape', '()')}")

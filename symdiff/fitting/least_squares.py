@@ -1,8 +1,8 @@
 """``sd.least_squares``: fit a formula to data by Levenberg–Marquardt, with uncertainties.
 
-The residual ``(model − target)/σ`` becomes a :class:`~symdiff.residuals.Residuals`
+The residual ``(model − target)/σ`` becomes a :class:`~symdiff.models.residuals.Residuals`
 whose compiled kernel returns ``Σr²``, ``Jᵀr`` and ``JᵀJ`` in one pass over the data;
-:func:`~symdiff.levenberg_marquardt.levenberg_marquardt` drives it, falling back to the
+:func:`~symdiff.fitting.levenberg_marquardt.levenberg_marquardt` drives it, falling back to the
 kernel's streaming QR of the Jacobian (TSQR; memory O(p²)) at iterates where the normal
 equations are ill-conditioned.
 Weights enter as a data column ``1/σ``, so one kernel serves every ``sigma``.
@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import sympy as sp
 
-from .errors import DataError, FormulaError, SymdiffWarning
+from ..errors import DataError, FormulaError, SymdiffWarning
 from .fit_result import LeastSquaresResult, ParamDict
 from .levenberg_marquardt import _EPS, ILL_CONDITIONED, _eigh, levenberg_marquardt
 
@@ -36,7 +36,7 @@ _CACHE_SIZE = 64
 
 def residuals_for(model, target, params, inputs, weighted):
     """The (cached) :class:`Residuals` of ``(model − target)·w``; at most 64 are kept."""
-    from .residuals import Residuals
+    from ..models.residuals import Residuals
     key = (model, target, tuple(params), tuple(inputs), weighted)
     res = _RESIDUALS_CACHE.get(key)
     if res is None:
@@ -55,9 +55,9 @@ def residuals_for(model, target, params, inputs, weighted):
 
 
 def _model_expr(model, target):
-    from .objective import _as_expr
+    from ..models.objective import _as_expr
     if isinstance(model, str) and "~" in model:
-        from .parse import parse_model
+        from ..models.parse import parse_model
         lhs, rhs = parse_model(model)
         if target is not None and str(lhs) != str(target):
             raise FormulaError(f"the formula's response is {lhs}, but target is {target}")
@@ -68,7 +68,7 @@ def _model_expr(model, target):
 @functools.lru_cache(maxsize=256)
 def _names_in(expr):
     """``{name: symbol}`` of ``expr``'s free symbols (cached: fits are called in loops)."""
-    from .objective import _free_symbols
+    from ..models.objective import _free_symbols
     return {s.name: s for s in _free_symbols(expr)}
 
 
@@ -186,7 +186,7 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
     if target.name in pnames:
         raise FormulaError(f"{target.name} cannot be both the target and a parameter")
     theta0 = _start(p0, pnames)
-    from .distributed import is_dask
+    from ..distributed import is_dask
     if is_dask(data):  # Gauss-Newton sums computed where the partitions are
         from .distributed_lsq import least_squares_on_dask
         return least_squares_on_dask(expr, target, params, inputs, data, theta0, sigma=sigma,

@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 import sympy as sp
 
-from .errors import UnsupportedError
+from ..errors import UnsupportedError
 
 
 class TraceError(UnsupportedError):

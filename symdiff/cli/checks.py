@@ -12,7 +12,7 @@ import difflib
 import os
 from pathlib import Path
 
-from .errors import SymdiffError
+from ..errors import SymdiffError
 
 __all__ = ["unused_column_warnings", "check_output_paths", "divergence_advice"]
 

@@ -1,4 +1,4 @@
-"""Pictures of a :class:`~symdiff.compgraph.ComputationalGraph`: Graphviz DOT, SVG, PNG.
+"""Pictures of a :class:`~symdiff.display.compgraph.ComputationalGraph`: Graphviz DOT, SVG, PNG.
 
 Three engines draw the same picture: Graphviz's ``dot`` program when it is on the
 PATH (the nicer layout), otherwise matplotlib (the ``plot`` extra; no system
@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import SymdiffError
+from ..errors import SymdiffError
 
 FORWARD_COLOUR = "#1f5fbf"
 BACKWARD_COLOUR = "#c0392b"

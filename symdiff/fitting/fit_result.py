@@ -88,7 +88,7 @@ class LeastSquaresResult:
     def predict(self, data) -> np.ndarray:
         """The fitted model on ``data`` (a mapping of input columns, or an (n, k) array of
         the inputs in name order)."""
-        from .objective import Model
+        from ..models.objective import Model
         if self._predictor is None:
             self._predictor = Model(self.model, list(self.params), list(self.inputs)).compile()
         return self._predictor(self.x, data if self.inputs else None)

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from .errors import FormulaError, SymdiffWarning
+from ..errors import FormulaError, SymdiffWarning
 
 #: method -> (scipy's name or None for our own, which derivative it uses beyond the gradient)
 METHODS = {"lbfgs": ("L-BFGS-B", None), "bfgs": ("BFGS", None), "cg": ("CG", None),
@@ -59,7 +59,7 @@ def initial_point(objective, x0) -> np.ndarray:
     there and the others at 1; anything else must be a vector of length p.
     """
     if getattr(objective, "_array", False):
-        from .array_objective import initial_values, pack, unpack
+        from ..models.array_objective import initial_values, pack, unpack
         if x0 is None:  # matrix parameters: Glorot/He weights, zero biases (not all ones)
             return initial_values(objective)
         if hasattr(x0, "keys"):
@@ -114,7 +114,7 @@ def minimize_quietly(objective, data, x0=None, method="lbfgs", tol=None, maxiter
                      callback=None, progress=False):
     """:func:`minimize` without the warning (callers that warn in their own terms, such as
     the estimators' ConvergenceWarning)."""
-    from .objective import Objective
+    from ..models.objective import Objective
 
     if not isinstance(objective, Objective):
         raise FormulaError(f"minimize needs an sd.Objective, got {type(objective).__name__}")
@@ -125,7 +125,7 @@ def minimize_quietly(objective, data, x0=None, method="lbfgs", tol=None, maxiter
         raise ValueError(f"maxiter must be a positive integer or None, got {maxiter!r}")
     x = initial_point(objective, x0)
     scipy_name, second = METHODS[method]
-    from .distributed import bind_any  # Dask data: kernels run where the partitions are
+    from ..distributed import bind_any  # Dask data: kernels run where the partitions are
 
     bound = bind_any(objective, data, hessian={None: False, "hess": True, "hessp": "hvp"}[second])
     fun = _guarded(bound if second is None else bound.loss_grad, len(x))
@@ -302,7 +302,7 @@ def fit_full_batch(objective, data, *, method, x0, tol, maxiter):
     import math
     import time
 
-    from .training import History
+    from ..training.driver import History
 
     history = History()
     start = time.perf_counter()

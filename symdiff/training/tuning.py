@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataError, DivergenceError, SymdiffError
-from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, make_optimizer
-from .training import _data_columns, _initial_params, fit
+from ..errors import DataError, DivergenceError, SymdiffError
+from ..optim import SGD, Adagrad, Adam, AdamW, RMSprop, make_optimizer
+from .driver import _data_columns, _initial_params, fit
 
 __all__ = ["tune", "TuneResult", "lr_find", "LRFinder", "loguniform", "uniform", "randint",
            "build_optimizer"]
@@ -406,7 +406,7 @@ class LRFinder:
         With ``path``, drawn with the Agg backend and saved there, pyplot untouched;
         without it, made through pyplot so it shows interactively. Needs matplotlib.
         """
-        from .plotting import finish_figure, new_figure
+        from ..display.plotting import finish_figure, new_figure
         figure = new_figure(path, "LRFinder.plot")
         ax = figure.add_subplot(1, 1, 1)
         ax.plot(self.lrs, self.losses, color="0.75", lw=1, label="batch loss")

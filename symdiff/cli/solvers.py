@@ -2,7 +2,7 @@
 Levenberg–Marquardt, with uncertainties; the default for the squared-error loss) and
 ``--method lbfgs``/``newton`` (``sd.minimize`` on any loss).
 
-Called by :func:`symdiff.cli.run_fit`. Starts:
+Called by :func:`symdiff.cli.commands.run_fit`. Starts:
 ``--init`` values, else the least-squares values of the parameters the formula is linear in
 (given the others), else 1 — the report says which. Prints the fit report (value ±
 standard error and relative error, RSS, reduced χ², R², AIC, correlations); a fit that
@@ -105,12 +105,12 @@ def starting_values(problem, init, kernel_bound):
 
 
 def run_lm_fit(args, problem) -> int:
-    """Fit ``problem`` (a :class:`symdiff.cli.FitProblem`) by least squares; report; exit code."""
-    from .least_squares import fit_least_squares, residuals_for
+    """Fit ``problem`` (a :class:`symdiff.cli.commands.FitProblem`) by least squares; report; exit code."""
+    from ..fitting.least_squares import fit_least_squares, residuals_for
 
     sigma = None
     if args.sigma:
-        from .cli import CommandError, read_columns
+        from .commands import CommandError, read_columns
         if args.sigma in [p.name for p in problem.params] or args.sigma == problem.response.name:
             raise CommandError(f"--sigma {args.sigma!r} must be a data column other than the response")
         sigma = read_columns(args.data, [args.sigma])[args.sigma]
@@ -141,7 +141,7 @@ def run_lm_fit(args, problem) -> int:
               "start": starts, "start_source": source, "seconds": seconds,
               "final_loss": result.rss / n, **result.to_dict()}
     if args.json:
-        from .cli import _finite_or_none
+        from .commands import _finite_or_none
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(_finite_or_none(report), handle, indent=2)
         print(f"saved      {args.json}")
@@ -164,7 +164,7 @@ def run_lm_fit(args, problem) -> int:
 
 def plot_fit_and_residuals(path, problem, result) -> None:
     """Data and fitted curve (or fitted against observed) beside the residuals."""
-    from .cli import draw_data_and_fit, fit_figure
+    from .commands import draw_data_and_fit, fit_figure
 
     figure, left, right = fit_figure()
     data = {s: problem.columns[s.name] for s in problem.inputs}
@@ -204,10 +204,10 @@ def not_stationary(result, initial_loss):
 
 def run_minimize_fit(args, problem, method) -> int:
     """Minimize the mean ``--loss`` by ``sd.minimize`` (L-BFGS or Newton); report; exit code."""
-    from .least_squares import residuals_for
-    from .losses import LOSSES
-    from .minimization import minimize_quietly
-    from .objective import Objective
+    from ..fitting.least_squares import residuals_for
+    from ..losses import LOSSES
+    from ..fitting.minimization import minimize_quietly
+    from ..models.objective import Objective
 
     columns = {s.name: problem.columns[s.name] for s in [*problem.inputs, problem.response]}
     plain = residuals_for(problem.formula, problem.response, problem.params, problem.inputs, False)
@@ -226,7 +226,7 @@ def run_minimize_fit(args, problem, method) -> int:
                               f"(|dL/d{stuck} * {stuck}| is over {STATIONARY:g} of the loss): a badly "
                               "scaled problem; try --method lm")
     theta = np.asarray(result.x, dtype=float)
-    from .cli import _score
+    from .commands import _score
     prediction = problem.predict(theta, problem.data)
     score_name, score = _score(args.loss, prediction, problem.target)
     n = problem.target.size
@@ -248,7 +248,7 @@ def run_minimize_fit(args, problem, method) -> int:
               "nfev": int(getattr(result, "nfev", 0) or 0), "success": bool(result.success),
               "message": str(result.message), "seconds": seconds}
     if args.json:
-        from .cli import _finite_or_none
+        from .commands import _finite_or_none
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(_finite_or_none(report), handle, indent=2)
         print(f"saved      {args.json}")

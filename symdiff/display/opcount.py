@@ -11,7 +11,7 @@ import time
 
 import sympy as sp
 
-from .core.primitives import PRIMITIVES
+from ..core.primitives import PRIMITIVES
 
 
 def program_ops(program) -> int:

@@ -68,7 +68,7 @@ def regularized(objective, l2=0.0, l1=0.0, params=None):
     the objective is an error, so a typo cannot silently regularize nothing.
     """
     from symdiff import Objective
-    from .errors import FormulaError
+    from ..errors import FormulaError
 
     chosen = objective.params if params is None else _symbols(params)
     unknown = [p for p in chosen if p not in objective.params]

@@ -3,7 +3,7 @@
 Subcommands: ``demo`` (the tutorial's linear regression), ``grad`` (the symbolic
 gradient, the kernel's program, its LLVM IR or assembly), ``fit`` (a model
 ``response ~ formula`` fitted to the columns of a CSV file) and ``cache`` (the
-on-disk kernel cache). Formula strings go through :mod:`symdiff.parse`, never
+on-disk kernel cache). Formula strings go through :mod:`symdiff.models.parse`, never
 ``eval``.
 
 Exit status: 0 on success; 2 for bad input (usage, formula, data file), with one
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from symdiff.cli_checks import check_output_paths, divergence_advice, unused_column_warnings
+from symdiff.cli.checks import check_output_paths, divergence_advice, unused_column_warnings
 from symdiff.errors import DivergenceError, SymdiffError
 from symdiff.losses import LOSSES
-from symdiff.objective import Model, Objective, grad
+from symdiff.models.objective import Model, Objective, grad
 from symdiff.optim import make_optimizer
-from symdiff.parse import names_in_order, parse_formula, parse_model
-from symdiff.training import fit
+from symdiff.models.parse import names_in_order, parse_formula, parse_model
+from symdiff.training.driver import fit
 
 __all__ = ["main", "build_parser", "read_columns"]
 
@@ -355,7 +355,7 @@ def _format_gradient(expression, wrt, gradient, form: str) -> str:
         lines += [f"df/d{symbol} = {sp.sstr(derivative)}" for symbol, derivative in zip(wrt, gradient)]
         return "\n".join(lines)
     if form == "latex":
-        from symdiff.names import latex
+        from symdiff.display.names import latex
         lines = [f"f = {latex(expression)}"]
         for symbol, derivative in zip(wrt, gradient):
             lines.append(rf"\frac{{\partial f}}{{\partial {latex(symbol)}}} = "
@@ -553,10 +553,10 @@ def run_fit(args) -> int:
     method = fit_method(args)
     problem = FitProblem.from_args(args)
     if method == "lm":
-        from symdiff.cli_solvers import run_lm_fit
+        from symdiff.cli.solvers import run_lm_fit
         return run_lm_fit(args, problem)
     if method in SECOND_ORDER_METHODS:
-        from symdiff.cli_solvers import run_minimize_fit
+        from symdiff.cli.solvers import run_minimize_fit
         return run_minimize_fit(args, problem, method)
     args.optimizer = method
     objective = Objective(LOSSES[args.loss](problem.formula, problem.response),

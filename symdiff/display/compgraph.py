@@ -9,7 +9,7 @@ program of all those nodes runs through the reference interpreter
 (:func:`~symdiff.core.evaluate.evaluate`) at the given point.
 
 The result prints as a node-by-node table, turns into Graphviz DOT, and renders to
-SVG or PNG (see :mod:`symdiff.drawing`); in Jupyter it shows the picture.
+SVG or PNG (see :mod:`symdiff.display.drawing`); in Jupyter it shows the picture.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Optional
 import numpy as np
 import sympy as sp
 
-from .errors import FormulaError, SymdiffError
-from .core.evaluate import evaluate
-from .core.from_sympy import to_graph
-from .core.graph import Graph
-from .core.ir import linearize
-from .core.primitives import PRIMITIVES
-from .core.reverse import reverse_adjoints
+from ..errors import FormulaError, SymdiffError
+from ..core.evaluate import evaluate
+from ..core.from_sympy import to_graph
+from ..core.graph import Graph
+from ..core.ir import linearize
+from ..core.primitives import PRIMITIVES
+from ..core.reverse import reverse_adjoints
 
 __all__ = ["computational_graph", "ComputationalGraph", "GraphNode", "GraphEdge", "MAX_DRAWN_NODES",
            "MAX_INLINE_NODES"]
@@ -247,7 +247,7 @@ def computational_graph(expr, wrt=None, at=None, output_name: str = "output") ->
                                    at={coat: 400, trouser: 300, count: 2, pay: 0.7})
         g["coat"].adjoint   # 0.7
     """
-    from .objective import _as_expr, _free_symbols, _symbols
+    from ..models.objective import _as_expr, _free_symbols, _symbols
 
     expr = _as_expr(expr, "expression")
     free = sorted(_free_symbols(expr), key=lambda s: s.name)

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 import sympy as sp
 
 from symdiff.errors import FormulaError
-from symdiff.functions import sigmoid, softplus
+from symdiff.models.functions import sigmoid, softplus
 
 __all__ = ["FUNCTIONS", "CONSTANTS", "parse_formula", "parse_model", "names_in_order"]
 

@@ -17,15 +17,15 @@ from collections import Counter
 import numpy as np
 import sympy as sp
 
-from .display import latex_summary, objective_readable, pretty_summary, readable
-from .errors import FormulaError
+from ..display.bounded import latex_summary, objective_readable, pretty_summary, readable
+from ..errors import FormulaError
 from . import array_objective
-from .core.from_matrix import scalar_loss
-from .core.from_sympy import to_graph
-from .core.graph import Graph
-from .core.ir import Program, linearize
-from .core.reverse import reverse_gradient
-from .core.to_sympy import to_sympy
+from ..core.from_matrix import scalar_loss
+from ..core.from_sympy import to_graph
+from ..core.graph import Graph
+from ..core.ir import Program, linearize
+from ..core.reverse import reverse_gradient
+from ..core.to_sympy import to_sympy
 
 #: gradient entries up to this many operations get a ``sympy.simplify`` pass for reading
 SIMPLIFY_MAX_OPS = 24
@@ -149,7 +149,7 @@ def grad(expr, wrt) -> list:
     d = _Derived([expr], wrt, others, gradient_of=0)
     symbols = {s.name: s for s in list(wrt) + list(others)}
     if any(isinstance(s, sp.MatrixSymbol) for s in symbols.values()):
-        from .core.to_matrix import MatrixPrinter
+        from ..core.to_matrix import MatrixPrinter
         printer = MatrixPrinter(d.graph, symbols)
         return [printer(n) for n in d.grad_nodes]
     return _readable_gradient(d, symbols)
@@ -158,7 +158,7 @@ def grad(expr, wrt) -> list:
 def _readable_gradient(d, symbols) -> list:
     """The gradient entries as SymPy expressions, tidied while they are small enough to read.
 
-    Past the sizes of :func:`symdiff.display.readable` they are built unevaluated,
+    Past the sizes of :func:`symdiff.display.bounded.readable` they are built unevaluated,
     as the reverse sweep made them: exact (equal to ``sympy.diff``), sharing every common
     subexpression, and built in time linear in the DAG; SymPy's automatic canonical
     ordering of their terms alone takes seconds on a mid-size network.
@@ -245,7 +245,7 @@ class Objective(_FlatParams):
 
     # -- matrices -------------------------------------------------------------------
     def init(self, seed=0) -> np.ndarray:
-        """A flat initial theta: Glorot/He weights, zero biases (see :mod:`symdiff.array_objective`)."""
+        """A flat initial theta: Glorot/He weights, zero biases (see :mod:`symdiff.models.array_objective`)."""
         return array_objective.initial_values(self, seed)
 
     @property
@@ -292,7 +292,7 @@ class Objective(_FlatParams):
     def hessian(self) -> sp.Matrix:
         """The per-sample Hessian in ``params`` order, a symmetric :class:`sympy.Matrix`."""
         if getattr(self, "_hessian", None) is None:
-            from .core.second_derivatives import objective_hessian
+            from ..core.second_derivatives import objective_hessian
             self._hessian = objective_hessian(self)
         return self._hessian.copy()
 
@@ -303,7 +303,7 @@ class Objective(_FlatParams):
             return array_objective.latex(self)
         if not objective_readable(self):
             return latex_summary(self)
-        from .names import latex
+        from ..display.names import latex
         symbols = self.params + self.data
         lines = [r"L &= " + latex(self.loss, symbols)]
         for p, g in zip(self.params, self.gradient()):
@@ -332,7 +332,7 @@ class Objective(_FlatParams):
         ``sample``: one value per data symbol (a mapping, or a sequence in ``data``
         order). The adjoints are d loss/d node; see :func:`symdiff.computational_graph`.
         """
-        from .compgraph import computational_graph
+        from ..display.compgraph import computational_graph
         used = {s.name for s in _free_symbols(self.loss)}
         at = {}
         for symbols, values, what in ((self.params, theta, "theta"), (self.data, sample, "sample")):
@@ -374,7 +374,7 @@ class Objective(_FlatParams):
         import codegen
 
         if hessian:
-            from .core.second_derivatives import compile_hessian
+            from ..core.second_derivatives import compile_hessian
             return compile_hessian(self, dtype=dtype, threads=threads, cache=cache)
         key = (np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
@@ -424,7 +424,7 @@ class Model(_FlatParams):
 
     def objective(self, target, loss="mse", **kwargs) -> Objective:
         """The objective fitting this model to data column ``target`` with a named loss."""
-        from .losses import MODEL_LOSSES as LOSSES
+        from ..losses import MODEL_LOSSES as LOSSES
         if isinstance(target, str):
             target = sp.MatrixSymbol(target, *self.output.shape) \
                 if isinstance(self.output, sp.MatrixExpr) else sp.Symbol(target, real=True)

@@ -2,7 +2,7 @@
 
 Same signature, same return values (``popt, pcov``, or scipy's five-tuple with
 ``full_output``), same definition of ``pcov``. ``f`` is a NumPy-written Python function
-``f(x, *params)`` — traced once into a formula by :mod:`symdiff.tracing` — or a formula
+``f(x, *params)`` — traced once into a formula by :mod:`symdiff.fitting.tracing` — or a formula
 string or SymPy expression in ``x`` (1-D ``xdata``) or ``x0 .. x{k-1}`` ((k, n) ``xdata``).
 A traced function is remembered (by the function, its code and the plain numbers it reads
 from globals and closures), so fitting it again neither traces nor compiles.
@@ -17,7 +17,7 @@ from collections import OrderedDict
 import numpy as np
 import sympy as sp
 
-from .errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
+from ..errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
 from .least_squares import fit_least_squares
 from .tracing import TraceError, function_name, trace
 
@@ -104,7 +104,7 @@ def _traced_model(f, k, n_params_hint):
 
 def _formula_model(f, k):
     """``(expr, params, inputs)`` for a formula string or SymPy expression."""
-    from .objective import _as_expr, _free_symbols
+    from ..models.objective import _as_expr, _free_symbols
     expr = _as_expr(f, "model")
     names = {s.name: s for s in _free_symbols(expr)}
     wanted = ["x"] if k is None else [f"x{i}" for i in range(k)]
@@ -112,7 +112,7 @@ def _formula_model(f, k):
     if k is None and "x" not in names:
         raise FormulaError(f"the model {expr} does not use x, the independent variable")
     if isinstance(f, str):
-        from .parse import names_in_order
+        from ..models.parse import names_in_order
         order = [n for n in names_in_order(f) if n in names and n not in wanted]
     else:
         order = sorted(n for n in names if n not in wanted)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .errors import FormulaError
+from ..errors import FormulaError
 from .objective import _as_expr, _Derived, _free_symbols, _guard_depth, _symbols, _tidy
-from .core.ir import Program, linearize
-from .core.to_sympy import to_sympy
+from ..core.ir import Program, linearize
+from ..core.to_sympy import to_sympy
 
 
 class Residuals:

@@ -1,7 +1,7 @@
 """``sd.least_squares`` on Dask data: Levenberg–Marquardt on Gauss–Newton sums from the workers.
 
 The local solver needs, per iteration, only ``Σr²``, ``Jᵀr`` and ``JᵀJ``, sums over the
-samples; :func:`symdiff.distributed.bind` computes them where the partitions are. What
+samples; :func:`symdiff.fitting.distributed.bind` computes them where the partitions are. What
 needs per-sample residuals is not offered on Dask data: robust losses and scipy's
 ``trf``/``dogbox`` (they take the residual vector), and ``result._residuals``. Where
 JᵀJ loses digits (ill-conditioned iterates, the covariance), the solver uses the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UnsupportedError
+from ..errors import UnsupportedError
 
 
 def _column(data, name):
@@ -27,7 +27,7 @@ def _column(data, name):
 
 def _with_weights(data, sigma, weight):
     """``data`` plus the column ``weight`` = 1/σ (σ: a column name or a Dask series/array)."""
-    from .distributed import is_dask
+    from ..distributed import is_dask
 
     sig = _column(data, sigma) if isinstance(sigma, str) else sigma
     if sig is None or not is_dask(sig):
@@ -41,7 +41,7 @@ def _with_weights(data, sigma, weight):
 def least_squares_on_dask(expr, target, params, inputs, data, theta0, *, sigma, absolute_sigma,
                           bounds, loss, method, xtol, ftol, gtol, max_nfev):
     """:func:`symdiff.least_squares` for Dask ``data`` (Levenberg–Marquardt, linear loss)."""
-    from .distributed import bind
+    from ..distributed import bind
     from .fit_result import LeastSquaresResult, ParamDict
     from .least_squares import WEIGHT, covariance_from, residuals_for
     from .levenberg_marquardt import levenberg_marquardt

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from .errors import FormulaError
+from ..errors import FormulaError
 from .functions import sigmoid
 
 

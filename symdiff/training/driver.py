@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataError, DataTypeError, DivergenceError, FormulaError
-from .optim import clip_grad_norm, clip_grad_value, make_optimizer
-from .schedules import as_schedule
+from ..errors import DataError, DataTypeError, DivergenceError, FormulaError
+from ..optim import clip_grad_norm, clip_grad_value, make_optimizer
+from ..schedules import as_schedule
 
 __all__ = ["fit", "FitResult", "History"]
 
@@ -83,7 +83,7 @@ class History:
         pyplot makes the figure so it shows in notebooks and interactive sessions.
         Needs matplotlib (``pip install symdiff-llvm[plot]``).
         """
-        from .plotting import finish_figure, new_figure
+        from ..display.plotting import finish_figure, new_figure
         figure = new_figure(path, "History.plot")
         ax = figure.add_subplot(1, 1, 1)
         ax.plot(self.epoch, self.train_loss, label="training loss")
@@ -200,7 +200,7 @@ def _as_mapping(objective, columns):
 
 def _initial_params(objective, init, rng):
     if getattr(objective, "_array", False):
-        from .array_objective import init_from
+        from ..models.array_objective import init_from
         theta = init_from(objective, init, rng)
         if not np.isfinite(theta).all():
             raise DataError("init gives a parameter a non-finite value")
@@ -519,10 +519,10 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     init_rng, split_rng, shuffle_rng = (np.random.default_rng(s)
                                         for s in np.random.SeedSequence(seed).spawn(3))
 
-    from .distributed import is_dask
+    from ..distributed import is_dask
 
     if is_dask(data) or is_dask(validation):
-        from .distributed import fit_bindings  # full batch where the partitions are
+        from ..distributed import fit_bindings  # full batch where the partitions are
         whole, validate, n = fit_bindings(objective, data, validation, batch_size)
         batches = None
         theta = _initial_params(objective, init, init_rng)
