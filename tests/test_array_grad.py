@@ -58,7 +58,7 @@ def test_mlp_gradient_reads_as_backpropagation():
     delta2 = MF.softmax(z) - y
     assert db2 == delta2
     assert dW2 == delta2 * h.T
-    assert db1 == HadamardProduct(W2.T * delta2, sp.OneMatrix(5, 1) - HadamardPower(h, 2))
+    assert db1 == HadamardProduct(W2.T * delta2, MF.Ones(5, 1) - HadamardPower(h, 2))
     assert dW1 == db1 * x.T
     assert [g.shape for g in obj.gradient()] == [p.shape for p in obj.params]
     text = obj.latex()
@@ -66,6 +66,24 @@ def test_mlp_gradient_reads_as_backpropagation():
     assert "dloss/dW1" in obj.pretty()
     assert "dot(W1, x, False, False)" in str(obj.program()) and "# (5, 4)" in str(obj.program())
 
+
+
+def test_loss_line_uses_the_layer_names_and_repr_reads_as_julia_dots():
+    obj, (W1, b1, W2, b2), (x, y) = _mlp()
+    loss_line = next(line for line in obj.latex().split(r" \\ ") if line.startswith("L &="))
+    assert loss_line == r"L &= - \left\langle y, z\right\rangle + \operatorname{logsumexp}\left(z\right)"
+    assert "loss =\n-dot(y, z) + logsumexp(z)" in obj.pretty()
+    assert repr(obj) == ("Objective(loss=-dot(y, W2*tanh.(W1*x + b1) + b2) + logsumexp(W2*tanh.(W1*x + b1) "
+                         "+ b2), params=[W1, b1, W2, b2], data=[x, y])")
+
+
+def test_all_ones_factor_prints_with_its_shape():
+    W, x = M("W", 10, 3), M("x", 3, 1)
+    obj = sd.Objective(3 * sd.sum(W * x), params=[W], data=[x])
+    (dW,) = obj.gradient()
+    assert str(dW) == "3*ones(10, 1)*x.T" and r"3 \mathbf{1} x^{T}" in obj.latex()
+    explicit = dW.as_explicit().subs(dict(zip(x.as_explicit(), [1, 2, 3])))
+    assert np.array_equal(np.array(explicit, dtype=float), np.tile([3.0, 6.0, 9.0], (10, 1)))
 
 def _numpy_of(e, env):
     """A SymPy matrix expression evaluated in NumPy (the reference for displays)."""

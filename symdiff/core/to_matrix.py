@@ -151,8 +151,8 @@ def _filled(s, r, c):
     if s == 0:
         return sp.ZeroMatrix(r, c)
     if s == 1:
-        return sp.OneMatrix(r, c)
-    return sp.MatMul(s, sp.OneMatrix(r, c))
+        return MF.Ones(r, c)
+    return sp.MatMul(s, MF.Ones(r, c))
 
 
 def layer_names(graph, loss_node, taken) -> dict:

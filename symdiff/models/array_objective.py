@@ -199,13 +199,29 @@ def _latex_or_summary(e, shown=None):
 
 def _fold_layers(e, shown):
     """The user's loss with the named layers' definitions replaced by their names."""
+    e = readable_loss(e)
+    for sym, value in reversed(list(shown.layers.items())):    # outermost layer first
+        e = e.xreplace({readable_loss(shown.expand(value)): sym})
+    return e
+
+
+_ELEMENT = sp.Dummy("d", real=True)
+
+
+def readable_loss(e):
+    """``e`` with every ``A.applyfunc(f)`` as :class:`Elementwise` (printed ``tanh.(A)``)
+    over one shared dummy, so equal layers written twice compare equal."""
     from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
     from .matrix_functions import Elementwise
-    e = e.replace(lambda t: type(t) is ElementwiseApplyFunction,
-                  lambda t: Elementwise(t.function, t.expr))
-    for sym, value in shown.layers.items():
-        e = e.xreplace({shown.expand(value): sym})
-    return e
+
+    def canonical(t):
+        f = t.function
+        if not isinstance(f, sp.Lambda):
+            f = sp.Lambda(_ELEMENT, f(_ELEMENT))
+        elif f.variables != (_ELEMENT,):
+            f = sp.Lambda(_ELEMENT, f.expr.xreplace({f.variables[0]: _ELEMENT}))
+        return Elementwise(f, t.expr)
+    return e.replace(lambda t: isinstance(t, ElementwiseApplyFunction), canonical)
 
 
 def pretty(objective) -> str:

@@ -76,6 +76,20 @@ class Elementwise(ElementwiseApplyFunction):
         return f"(d -> {sp.sstr(f.expr.xreplace({f.variables[0]: d}))})"
 
 
+class Ones(sp.OneMatrix):
+    """The all-ones matrix, printed ``ones(r, c)``: SymPy prints ``OneMatrix`` as ``1``, so
+    the gradient of ``sd.sum(W*x)`` would read ``1*x.T``."""
+
+    def _sympystr(self, printer):
+        return f"ones({printer._print(self.shape[0])}, {printer._print(self.shape[1])})"
+
+    def _latex(self, printer):
+        return r"\mathbf{1}"
+
+    def _eval_transpose(self):
+        return Ones(self.cols, self.rows)
+
+
 class ElementwiseOp(sp.MatrixExpr):
     """A scalar op of several same-shape matrices, elementwise (a display form, e.g. the
     subgradient of ``max.(A, B)``): prints ``max.(A, B)``."""

@@ -351,7 +351,8 @@ class Objective(_FlatParams):
         return computational_graph(self.loss, wrt=self.params, at=at, output_name="loss")
 
     def __repr__(self):
-        return (f"Objective(loss={self.loss}, params=[{', '.join(p.name for p in self.params)}], "
+        loss = array_objective.readable_loss(self.loss) if self._array else self.loss
+        return (f"Objective(loss={loss}, params=[{', '.join(p.name for p in self.params)}], "
                 f"data=[{', '.join(d.name for d in self.data)}])")
 
     def regularized(self, l2=0.0, l1=0.0, params=None) -> "Objective":
@@ -452,5 +453,6 @@ class Model(_FlatParams):
         return k
 
     def __repr__(self):
-        return (f"Model({self.output}, params=[{', '.join(p.name for p in self.params)}], "
+        output = array_objective.readable_loss(self.output) if self._array else self.output
+        return (f"Model({output}, params=[{', '.join(p.name for p in self.params)}], "
                 f"inputs=[{', '.join(d.name for d in self.inputs)}])")
