@@ -87,9 +87,13 @@ class _ArrayCompiled(_Compiled):
         """Each data symbol's batch as a C-contiguous (n, size) array of the kernel dtype; n."""
         if not self.data:
             return [], 1
+        if isinstance(data, np.ndarray) or (hasattr(data, "shape") and hasattr(data, "dtype")
+                                             and not hasattr(data, "keys")):
+            data = self._split(data)
         if data is None or not hasattr(data, "keys"):
             raise DataTypeError(f"data must be a mapping {{symbol or name: array}} with "
-                                f"{', '.join(self.data)}; got {type(data).__name__}")
+                                f"{', '.join(self.data)}, or one (n, columns) array; "
+                                f"got {type(data).__name__}")
         given = {}
         for key in data:
             name = _name(key)
@@ -109,6 +113,22 @@ class _ArrayCompiled(_Compiled):
         if n == 0:
             raise DataError("empty batch: data has 0 samples")
         return cols, n
+
+    def _split(self, array) -> dict:
+        """One (n, columns) array as ``{name: (n, size) view}``: each data symbol's entries
+        raveled C-order, in data order (a bare ``X`` when there is one input, as for
+        scalar models)."""
+        array = np.asarray(array)
+        sizes = [int(np.prod(self.shapes[name], dtype=int)) for name in self.data]
+        if array.ndim == 1 and sum(sizes) == 1:
+            array = array[:, None]
+        if array.ndim != 2 or array.shape[1] != sum(sizes):
+            layout = ", ".join(f"{name} {self.shapes[name] or '(scalar)'}" for name in self.data)
+            raise DataError(f"a data array must have shape (n, {sum(sizes)}): the entries of "
+                            f"{layout}, each raveled C-order; got shape {array.shape}")
+        starts = np.cumsum([0] + sizes)
+        return {name: array[:, a:b] if self.shapes[name] else array[:, a]
+                for name, a, b in zip(self.data, starts[:-1], starts[1:])}
 
     def _prepared(self, data):
         """Columns, n and pointer table; a dict holding the very arrays of the previous call

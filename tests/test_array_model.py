@@ -69,6 +69,22 @@ def test_model_predictor_names_bad_data():
         predict(theta[:-1], {x: np.zeros((6, 4))})
 
 
+
+def test_a_bare_array_is_the_data_symbols_entries_in_order():
+    x, y = M("x", 4, 1), M("y", 3, 1)
+    W, b = M("W", 3, 4), M("b", 3, 1)
+    rng = np.random.default_rng(1)
+    X, Y, theta = rng.normal(size=(6, 4)), rng.normal(size=(6, 3)), rng.normal(size=15)
+    predict = sd.Model(W * x + b, [W, b], [x]).compile()
+    by_hand = X @ theta[:12].reshape(3, 4).T + theta[12:]
+    np.testing.assert_allclose(predict(theta, X), by_hand, rtol=1e-12)
+    kernel = sd.Objective(sd.losses.mse(W * x + b, y), [W, b], [x, y]).compile()
+    loss, grad = kernel(theta, np.hstack([X, Y]))
+    assert loss == kernel(theta, {x: X, y: Y})[0]
+    np.testing.assert_allclose(loss, np.mean((by_hand - Y) ** 2), rtol=1e-12)
+    with pytest.raises(sd.DataError, match=r"shape \(n, 7\): the entries of x \(4, 1\), y \(3, 1\)"):
+        kernel(theta, X)
+
 def test_minimize_matrix_objective_from_default_and_mapping_starts():
     rng = np.random.default_rng(3)
     x, y = M("x", 3, 1), M("y", 1, 1)
