@@ -327,3 +327,15 @@ def test_internal_error_is_one_line_unless_debugging(capsys, monkeypatch):
     monkeypatch.setenv("SYMDIFF_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["grad", "x^2"])
+
+
+@pytest.mark.parametrize("form", ["pretty", "text", "latex"])
+def test_grad_of_a_formula_too_big_to_print_shows_the_shared_program(capsys, form):
+    formula = "x"
+    for k in range(12):
+        formula = (f"tanh(w{k}*{formula} + b{k})*({formula} + c{k})" if k < 3
+                   else f"tanh(w{k}*({formula}) + b{k})")
+    status, out, err = run(capsys, "grad", "--format", form, formula)
+    assert status == 0
+    assert "too many to print" in err and "--format program" in err
+    assert "28 parameters" in out and "shared instructions" in out and len(out) < 3000

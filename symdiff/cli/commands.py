@@ -30,6 +30,7 @@ import sympy as sp
 
 from symdiff.cli.checks import check_output_paths, divergence_advice, unused_column_warnings
 from symdiff.errors import DivergenceError, SymdiffError
+from symdiff.display.bounded import objective_readable, objective_sizes
 from symdiff.losses import LOSSES
 from symdiff.models.objective import Model, Objective, grad
 from symdiff.optim import make_optimizer
@@ -336,6 +337,14 @@ def run_grad(args) -> int:
     data = [symbols[name] for name in order if name in symbols and name not in wrt_names]
 
     if args.format in ("pretty", "text", "latex"):
+        objective = Objective(expression, params=wrt, data=data)
+        if not objective_readable(objective):
+            print(objective.latex() if args.format == "latex" else objective.pretty())
+            print(f"symdiff: note: the gradient written out has up to "
+                  f"{max(objective_sizes(objective)[1:]):,} operations per entry, too many to "
+                  f"print; shown: the shared program's first lines (--format program prints "
+                  f"all of it)", file=sys.stderr)
+            return 0
         gradient = grad(expression, wrt)
         print(_format_gradient(expression, wrt, gradient, args.format))
         return 0
