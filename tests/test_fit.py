@@ -416,3 +416,22 @@ def test_minibatch_fit_matches_a_torch_training_loop_when_installed(objective, n
     result = fit(objective, data, optimizer=getattr(optim, name)(**settings), epochs=3, batch_size=40,
                  shuffle=False, init=[0.2, -0.1, 0.3], progress=False)
     np.testing.assert_allclose(result.params, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size, shuffle", [(None, True), (16, False), (16, True)])
+def test_float32_kernels_follow_the_float64_fit(batch_size, shuffle):
+    M = sp.MatrixSymbol
+    x, y = M("x", 3, 1), M("y", 2, 1)
+    W, b = M("W", 2, 3), M("b", 2, 1)
+    obj = sd.Objective(sd.losses.mse(W * x + b, y), [W, b], [x, y])
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(100, 3))
+    Y = X @ np.array([[1.0, -2.0, 0.5], [0.3, 0.0, 2.0]]).T + rng.normal(0, 0.1, size=(100, 2))
+    runs = [sd.fit(obj, {x: X, y: Y}, optimizer="adam", lr=0.05, epochs=40, batch_size=batch_size,
+                   shuffle=shuffle, init="zeros", progress=False, dtype=dtype)
+            for dtype in (np.float64, np.float32)]
+    want, got = (r.history.train_loss for r in runs)
+    np.testing.assert_allclose(got, want, rtol=2e-4)    # float32 rounding, 40 epochs of Adam
+    assert runs[1].params.dtype == np.float64
+    with pytest.raises(sd.DataError, match="non-finite value at row 0"):
+        sd.fit(obj, {x: np.full((4, 3), 1e39), y: Y[:4]}, epochs=1, progress=False, dtype=np.float32)

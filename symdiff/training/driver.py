@@ -138,8 +138,9 @@ class FitResult:
                 f"{self.stop_reason!r}, loss={self.loss:.6g})")
 
 
-def _data_columns(objective, data, what="data"):
-    """The objective's data columns as contiguous float64 arrays, in ``objective.data`` order."""
+def _data_columns(objective, data, what="data", dtype=np.float64):
+    """The objective's data columns as contiguous arrays of ``dtype`` (the kernel's, so
+    binding copies nothing), in ``objective.data`` order."""
     symbols = objective.data
     if isinstance(data, Mapping) or hasattr(data, "columns"):
         keys = list(data.keys()) if isinstance(data, Mapping) else list(data.columns)
@@ -170,7 +171,8 @@ def _data_columns(objective, data, what="data"):
             values = _matrix_column(what, name, values, shapes[name])
         elif values.ndim != 1:
             raise DataError(f"{what} column {name!r} must be 1-D, got shape {values.shape}")
-        values = np.ascontiguousarray(values, dtype=np.float64)
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, reported below
+            values = np.ascontiguousarray(values, dtype=dtype)
         if not np.isfinite(values).all():
             bad = int(np.flatnonzero(~np.isfinite(values))[0])
             raise DataError(f"{what} column {name!r} has a non-finite value at row {bad}: {values[bad]}")
@@ -249,8 +251,8 @@ class _BatchSlot:
 
     def __init__(self, kernel, objective, size, width):
         self.size = size
-        self.rows = np.zeros((size, width))
-        self.columns = np.zeros((width, size))
+        self.rows = np.zeros((size, width), kernel.dtype)
+        self.columns = np.zeros((width, size), kernel.dtype)
         self.bound = kernel.bind(_as_mapping(objective, list(self.columns)))
 
 
@@ -260,7 +262,7 @@ class _MatrixBatchSlot:
 
     def __init__(self, kernel, objective, size, shapes):
         self.size = size
-        self.blocks = [np.zeros((size,) + tuple(s)) for s in shapes]
+        self.blocks = [np.zeros((size,) + tuple(s), kernel.dtype) for s in shapes]
         self.bound = kernel.bind(_as_mapping(objective, self.blocks))
 
 
@@ -341,7 +343,7 @@ class _Batches:
         self.columns = columns
         self.permutations = _Permutations(self.n, shuffle_rng) if shuffle else None
         self.order = None
-        self.table = np.empty((self.n, width)) if shuffle and width else None
+        self.table = np.empty((self.n, width), columns[0].dtype) if shuffle and width else None
         if self.table is not None:
             for j, column in enumerate(columns):
                 self.table[:, j] = column
@@ -476,7 +478,7 @@ def _train_epoch(stepper, epoch, whole, batches, n):
 
 def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=True, seed=0,
         init=None, schedule=None, clip_norm=None, clip_value=None, validation=None,
-        early_stopping=None, callbacks=(), progress=True, *, lr=None):
+        early_stopping=None, callbacks=(), progress=True, *, lr=None, dtype=np.float64):
     """Train ``objective`` on ``data`` by gradient descent; return a :class:`FitResult`.
 
     ``data`` (and a ``validation`` data set): {symbol or name: 1-D array} or an
@@ -502,6 +504,9 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
     ``callbacks``: functions ``callback(epoch, params, history)`` called after each
     epoch with the live parameter array (copy it to keep it); returning True stops.
     ``progress``: a tqdm bar with loss and validation loss, shown only when stderr is a terminal.
+    ``dtype``: the kernel's float type; ``np.float32`` runs float32 kernels (twice the
+    SIMD width) and keeps the data and batch buffers in float32 (parameters and
+    optimizer state stay float64).
 
     Raises :class:`~symdiff.errors.DivergenceError` (epoch, step, last finite params)
     when the loss or gradient stops being finite. Ctrl-C ends the fit early and
@@ -527,8 +532,8 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
         batches = None
         theta = _initial_params(objective, init, init_rng)
     else:
-        kernel = objective.compile()
-        columns = _data_columns(objective, data)
+        kernel = objective.compile(dtype=dtype)
+        columns = _data_columns(objective, data, dtype=dtype)
         if validation is None:
             val_columns = None
         elif isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
@@ -536,7 +541,7 @@ def fit(objective, data, optimizer="adam", epochs=100, batch_size=None, shuffle=
                 raise ValueError(f"validation must be a data set or a fraction in (0, 1), got {validation!r}")
             columns, val_columns = _split_validation(columns, validation, split_rng)
         else:
-            val_columns = _data_columns(objective, validation, "validation data")
+            val_columns = _data_columns(objective, validation, "validation data", dtype)
         theta = _initial_params(objective, init, init_rng)
         n = len(columns[0])
         if batch_size is None or batch_size >= n:
