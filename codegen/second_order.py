@@ -12,6 +12,7 @@ the outputs: symmetric matrices are stored as their upper triangle, row-major.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from symdiff.errors import DataError, DataTypeError
 
 from . import _build
-from .kernel import (_SIGNATURE, MIN_SAMPLES_PER_THREAD, BoundKernel, Kernel, _Runner, _Scratch,
+from .kernel import (_F64, _SIGNATURE, MIN_SAMPLES_PER_THREAD, BoundKernel, Kernel, _Runner, _Scratch,
                      _address, _diagnose, check_columns, check_theta, map_outputs)
 
 
@@ -29,12 +30,12 @@ def upper_to_symmetric(values, p: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _symmetric_gather(p: int) -> np.ndarray:
-    """Indices into the row-major upper triangle that fill a symmetric p-by-p matrix
-    (np.triu_indices per call costs more than a small batch's kernel)."""
+def _symmetric_gather(p: int, offset: int = 0) -> np.ndarray:
+    """Indices into the row-major upper triangle (starting at ``offset``) that fill a
+    symmetric p-by-p matrix (np.triu_indices per call costs more than a small batch's kernel)."""
     index = np.empty((p, p), dtype=np.intp)
     iu = np.triu_indices(p)
-    index[iu] = np.arange(len(iu[0]))
+    index[iu] = np.arange(offset, offset + len(iu[0]))
     index.T[iu] = index[iu]
     return index
 
@@ -90,22 +91,29 @@ class ResidualKernel(Kernel):
 
     # shared by the kernel and its bound form: (columns, n, pointer array) in, results out
     def _gauss_newton(self, theta, cols, n, ptrs, ptrs_address=None):
-        t = check_theta(theta, self.params)
+        p = self.n_params
         if self.threads <= 1 or n // MIN_SAMPLES_PER_THREAD <= 1:
             # one part, as _Runner.run would do it, into this thread's buffers whose addresses
-            # are known (looking addresses up costs more than a small batch's kernel)
+            # are known (looking addresses up costs more than a small batch's kernel); theta
+            # checked in Python floats when it is a float64 vector (NumPy's isfinite and
+            # reduction cost more than the kernel on a few samples)
+            if type(theta) is np.ndarray and theta.dtype == _F64 and theta.shape == (p,):
+                if not all(map(math.isfinite, theta.tolist())):
+                    check_theta(theta, self.params)
+                t = theta
+            else:
+                t = check_theta(theta, self.params)
             scratch = self._gn_scratch
             scratch.theta_view[:] = t
             self._grad.fn(scratch.theta_addr, _address(ptrs) if ptrs_address is None else ptrs_address,
                           0, n, scratch.out_addr, 1.0)
             s = scratch.out
         else:
-            s = self._grad.run(t, ptrs, n, self.threads, scale=1.0)
+            s = self._grad.run(check_theta(theta, self.params), ptrs, n, self.threads, scale=1.0)
         rss = s.item(0)
         if not (rss == rss and abs(rss) != float("inf")):
             _diagnose(cols, self.data, "residual sum of squares")
-        p = self.n_params
-        return rss, s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+        return rss, s[1:1 + p].copy(), s[_symmetric_gather(p, 1 + p)]
 
     def _rss(self, theta, cols, n, ptrs):
         t = check_theta(theta, self.params)

@@ -18,7 +18,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
-from .least_squares import fit_least_squares
+from .least_squares import WEIGHT, solve_least_squares
 from .tracing import TraceError, function_name, trace
 
 _TRACES: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -200,13 +200,20 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         method = "lm"
     data = {s.name: (x if k is None else x[i]) for i, s in enumerate(inputs)}
     data[_TARGET.name] = y
-    max_nfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
-    tol = {t: kwargs[t] for t in ("xtol", "ftol", "gtol") if t in kwargs}
-    res = fit_least_squares(expr, data, _TARGET, theta0, params=params, sigma=sigma,
-                            absolute_sigma=absolute_sigma,
-                            bounds=None if no_bounds else (lower, upper),
-                            loss=kwargs.get("loss", "linear"), method=method, max_nfev=max_nfev,
-                            report=False, **tol)
+    if sigma is not None:
+        if len(sigma) != len(y):
+            raise DataError(f"sigma must be one standard deviation per sample ({len(y)}); got "
+                            f"shape {sigma.shape}")
+        if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
+            raise DataError("sigma must be positive and finite")
+        data[WEIGHT] = 1.0 / sigma
+    res = solve_least_squares(expr, _TARGET, params, inputs, data, theta0,
+                              weighted=sigma is not None, absolute_sigma=absolute_sigma,
+                              bounds=None if no_bounds else (lower, upper),
+                              loss=kwargs.get("loss", "linear"), method=method,
+                              xtol=kwargs.get("xtol", 1e-8), ftol=kwargs.get("ftol", 1e-8),
+                              gtol=kwargs.get("gtol", 1e-8),
+                              max_nfev=kwargs.get("max_nfev", kwargs.get("maxfev")), report=False)
     if not res.success:
         raise OptimalParametersNotFound(f"Optimal parameters not found: {res.message}")
     pcov = res.covariance(absolute_sigma)

@@ -204,6 +204,18 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
         if not np.all(np.isfinite(sig)) or np.any(sig <= 0):
             raise DataError("sigma must be positive and finite")
         cols[WEIGHT] = 1.0 / sig
+    return solve_least_squares(expr, target, params, inputs, cols, theta0,
+                               weighted=sigma is not None, absolute_sigma=absolute_sigma,
+                               bounds=bounds, loss=loss, method=method, xtol=xtol, ftol=ftol,
+                               gtol=gtol, max_nfev=max_nfev, report=report)
+
+
+def solve_least_squares(expr, target, params, inputs, cols, theta0, *, weighted, absolute_sigma,
+                        bounds, loss, method, xtol, ftol, gtol, max_nfev, report):
+    """The solve behind :func:`fit_least_squares`, for callers that already hold the model's
+    ``expr``, ``target``, ``params`` and ``inputs`` (symbols) and the data as
+    ``{name: 1-D float64 array}`` (with the ``WEIGHT`` column ``1/σ`` when ``weighted``):
+    ``curve_fit`` calls it directly, skipping the parsing that costs more than a small fit."""
     if loss not in ROBUST_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {list(ROBUST_LOSSES)}")
     if method not in METHODS:
@@ -211,7 +223,7 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
     if loss != "linear" and method == "lm":
         method = "trf"
 
-    residuals = residuals_for(expr, target, params, inputs, sigma is not None)
+    residuals = residuals_for(expr, target, params, inputs, weighted)
     kernel = residuals.compile()
     bound = kernel.bind(cols)
 
@@ -233,7 +245,7 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
         return RawFit(x, sums if sums is not None else bound(x), nfev, success, str(message),
                       int(status), bound, len(params))
     return _result(expr, target, params, inputs, bound, cols, x, nfev, success, message, status,
-                   absolute_sigma, method, loss, sigma is not None, sums)
+                   absolute_sigma, method, loss, weighted, sums)
 
 
 class RawFit(NamedTuple):
