@@ -11,6 +11,7 @@ the outputs: symmetric matrices are stored as their upper triangle, row-major.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import threading
@@ -184,12 +185,43 @@ class ResidualKernel(Kernel):
         return np.ascontiguousarray(self._map(self._jacobian_fn, self.n_params, theta, n, ptrs).T)
 
     def bind(self, data) -> "BoundResiduals":
+        cols = self._ready_columns(data)
+        if cols is not None:
+            return BoundResiduals(self, cols, cols[0].shape[0])
         cols, n = check_columns(data, self.data, self.dtype)
         return BoundResiduals(self, cols, n)
+
+    def _ready_columns(self, data):
+        """The columns of ``data`` when it is a dict keyed by name whose columns are all
+        1-D, C-contiguous, of the kernel's dtype and of one non-zero length: nothing to
+        check or copy (what curve_fit passes; check_columns costs more than a small fit's
+        kernel). None otherwise."""
+        if type(data) is not dict or not self.data or len(data) != len(self.data):
+            return None
+        try:
+            cols = [data[name] for name in self.data]
+        except KeyError:
+            return None
+        n = cols[0].shape[0] if type(cols[0]) is np.ndarray else 0
+        for c in cols:
+            if not (type(c) is np.ndarray and c.dtype == self.dtype and c.shape == (n,)
+                    and c.flags.c_contiguous) or n == 0:
+                return None
+        return cols
 
     def __repr__(self):
         return (f"<symdiff ResidualKernel params={len(self.params)} data={len(self.data)} "
                 f"dtype={self.dtype} lanes={self.lanes} threads={self.threads}>")
+
+
+def _data_address(a) -> int:
+    """The address of a C-contiguous array's data: through ctypes' buffer view when the
+    array is writable (a third of ``__array_interface__``'s cost, which shows when a
+    small fit binds its data), else through the interface."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return _address(a)
 
 
 class _Bound:
@@ -199,8 +231,8 @@ class _Bound:
         self.kernel = kernel
         self.n = n
         self._cols = cols
-        self._ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
-        self._ptrs_address = _address(self._ptrs)
+        self._ptrs = np.array([_data_address(c) for c in cols] or [0], dtype=np.uintp)
+        self._ptrs_address = _data_address(self._ptrs)
 
 
 class BoundResiduals(_Bound):

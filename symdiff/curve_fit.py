@@ -11,6 +11,7 @@ from globals and closures), so fitting it again neither traces nor compiles.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections import OrderedDict
 
@@ -170,7 +171,9 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         raise DataError(f"xdata must be 1-D or (k, n); got shape {x.shape}")
     if y.size == 0:
         raise DataError("ydata is empty")
-    n_hint = None if p0 is None else int(np.size(p0))
+    if p0 is not None:
+        p0 = np.asarray(p0, dtype=float).ravel()
+    n_hint = None if p0 is None else p0.size
     if isinstance(f, (str, sp.Expr)):
         expr, params, inputs = _formula_model(f, k)
     elif callable(f):
@@ -187,7 +190,7 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     if p0 is None:
         theta0 = _feasible_start(*(np.broadcast_to(np.asarray(b, dtype=float), (p,)) for b in bounds))
     else:
-        theta0 = np.asarray(p0, dtype=float).ravel()
+        theta0 = p0
     if theta0.size != p:
         raise ValueError(f"p0 has {theta0.size} values, but the model has {p} parameters "
                          f"({', '.join(s.name for s in params)})")
@@ -217,7 +220,8 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     if not res.success:
         raise OptimalParametersNotFound(f"Optimal parameters not found: {res.message}")
     pcov = res.covariance(absolute_sigma)
-    if not np.isfinite(pcov).all():
+    # a finite diagonal bounds a covariance's every entry (|c_jk|² <= c_jj·c_kk)
+    if not all(map(math.isfinite, pcov.diagonal().tolist())):
         import warnings
         warnings.warn("Covariance of the parameters could not be estimated", SymdiffWarning,
                       stacklevel=2)

@@ -15,6 +15,7 @@ directions are dropped as in curve_fit's pseudo-inverse.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections import OrderedDict
 from typing import NamedTuple
@@ -99,20 +100,23 @@ def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
     factor ``R``, when ``jacobian()`` gives one and ``JᵀJ`` is ill-conditioned); ``inf``
     everywhere when ``dof <= 0`` and not absolute."""
     p = jtj.shape[0]
-    d = np.sqrt(np.maximum(jtj.diagonal(), 0.0))
-    d = np.where(d > 0, d, 1.0)
+    # the p-vector work in Python floats: NumPy's per-call cost dominates a small fit's covariance
+    d = np.array([math.sqrt(v) if v > 0.0 else 1.0 for v in jtj.diagonal().tolist()])
     dd = np.multiply.outer(d, d)
-    scaled = jtj / dd
-    s2, V = _eigh(0.5 * (scaled + scaled.T))
-    if jacobian is not None and s2.min() < ILL_CONDITIONED * s2.max():
+    s2, V = _eigh(jtj / dd)     # reads the lower triangle: JᵀJ's are symmetric by construction
+    smin, smax = s2.item(0), s2.item(-1)
+    if jacobian is not None and smin < ILL_CONDITIONED * smax:
         J = jacobian() / d
         _, s, Vt = np.linalg.svd(J, full_matrices=False)
         V, s2 = Vt.T, s * s
-        keep = s > _EPS * max(J.shape) * s.max()
+        floor = _EPS * max(J.shape) * s.max()
+        keep, full_rank = s > floor, s.min() > floor
     else:
-        keep = s2 > _EPS * p * s2.max()
-    if keep.all():  # the common case, without the masked copies
-        cov = ((V / s2) @ V.T) / dd
+        floor = _EPS * p * smax
+        keep, full_rank = s2 > floor, smin > floor
+    if full_rank:  # the common case, without the masked copies
+        cov = (V / s2) @ V.T
+        cov /= dd
     else:
         inv = (V[:, keep] / s2[keep]) @ V[:, keep].T
         cov = inv / dd
@@ -123,7 +127,7 @@ def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
         cov[:, moved] = np.inf
     if not absolute_sigma:
         if dof > 0:
-            cov = cov * (rss / dof)
+            cov *= rss / dof
         else:
             cov = np.full((p, p), np.inf)
     return cov

@@ -98,15 +98,16 @@ class _Linearization:
 
     ``s2`` eigenvalues of ``D⁻¹JᵀJD⁻¹`` (squared singular values of ``JD⁻¹``), ``V`` its
     eigenvectors (an array), ``a = VᵀD⁻¹Jᵀr``; ``rank`` marks components above the noise
-    floor of how they were computed (used for the Gauss–Newton step, where λ = 0).
-    ``s2``, ``a`` and ``rank`` are lists of Python floats (bools): the solver's O(p)
+    floor of how they were computed (used for the Gauss–Newton step, where λ = 0; None
+    when all are). ``s2``, ``a`` and ``rank`` are lists of Python floats (bools): the solver's O(p)
     arithmetic runs on floats, which for the p of a curve fit costs a fraction of NumPy's
     per-call overhead; O(p²) products use NumPy beyond ``SMALL_P``.
     """
 
     def __init__(self, s2, V, a, rank):
-        self.s2, self.V, self.a, self.rank = s2, V, a, rank
-        self.full_rank = all(rank)
+        self.s2, self.V, self.a = s2, V, a
+        self.full_rank = rank is None or all(rank)
+        self.rank = rank
         self._rows = V.tolist() if len(s2) <= SMALL_P else None
 
     @classmethod
@@ -114,7 +115,9 @@ class _Linearization:
         """From Jᵀr (list), JᵀJ and ``dd = outer(d, d)`` (arrays)."""
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
         s2, V = _eigh(jtj / dd)
-        s2 = [v if v > 0.0 else 0.0 for v in s2.tolist()]
+        s2 = s2.tolist()
+        if not s2[0] > 0.0:
+            s2 = [v if v > 0.0 else 0.0 for v in s2]
         scaled = [gj / dj for gj, dj in zip(jtr, d)]
         if len(d) <= SMALL_P:
             mul = operator.mul
@@ -122,7 +125,7 @@ class _Linearization:
         else:
             a = _DOT(scaled, V).tolist()
         floor = _EPS * len(d) * s2[-1]
-        return cls(s2, V, a, [v > floor for v in s2])
+        return cls(s2, V, a, [v > floor for v in s2] if s2[0] <= floor else None)
 
     @classmethod
     def _from_svd(cls, U, s, Vt, r, shape):
@@ -160,10 +163,9 @@ class _Linearization:
     def solve(self, delta, lam):
         """Moré's ``lmpar``: ``(lam, c)`` with ``‖c‖`` within 10 % of ``delta`` or ``lam = 0``."""
         c = self.step(0.0)
-        cnorm = math.sqrt(_dot(c, c))
-        if cnorm <= 1.1 * delta:
+        if math.hypot(*c) <= 1.1 * delta:
             return 0.0, c
-        anorm = math.sqrt(_dot(self.a, self.a))
+        anorm = math.hypot(*self.a)
         upper = anorm / delta
         lower = 0.0
         if lam <= 0.0 or not math.isfinite(lam):
@@ -289,7 +291,7 @@ class _State:
 def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, factor, callback):
     nfev = njev_extra = 0
     bounded = box is not None
-    sqrt, isfinite = math.sqrt, math.isfinite
+    sqrt, isfinite, hypot = math.sqrt, math.isfinite, math.hypot
 
     def evaluate(u):
         nonlocal nfev
@@ -337,27 +339,26 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
     first = True
     while True:
         A, g, rss = state.A, state.g, state.rss
-        colnorm = [sqrt(v) if v > 0.0 else 0.0 for v in state.diag]
-        if d is None:
-            d = [cj if cj > 0.0 else 1.0 for cj in colnorm]
-            dd = None
-        elif any([cj > dj for dj, cj in zip(d, colnorm)]):
-            d = [dj if dj >= cj else cj for dj, cj in zip(d, colnorm)]
-            dd = None
-        xnorm = sqrt(sum([(dj * uj) ** 2 for dj, uj in zip(d, u)]))
-        if first:
-            delta = factor * xnorm if xnorm > 0 else factor
+        # column norms of J (scaling d, never decreasing) and the scaled gradient's largest
+        # cosine with the residuals, in one pass
         fnorm = sqrt(rss)
-        if fnorm > 0:
-            gnorm = 0.0
-            for gj, cj in zip(g, colnorm):
-                if cj > 0:
+        gnorm = 0.0
+        if d is None:
+            d = [sqrt(v) if v > 0.0 else 1.0 for v in state.diag]
+        for j, v in enumerate(state.diag):
+            if v > 0.0:
+                cj = sqrt(v)
+                if cj > d[j]:
+                    d[j] = cj
+                    dd = None
+                if fnorm > 0:
                     den = cj * fnorm
-                    q = abs(gj) / den if den > 0 else math.inf
+                    q = abs(g[j]) / den if den > 0 else math.inf
                     if q > gnorm:
                         gnorm = q
-        else:
-            gnorm = 0.0
+        xnorm = hypot(*map(operator.mul, d, u))
+        if first:
+            delta = factor * xnorm if xnorm > 0 else factor
         if gnorm <= gtol:
             return result(state, 4)
         if state.J is not None:
@@ -385,14 +386,14 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
         while True:
             lam, c = lin.solve(delta, lam)
             dp = lin.rotate(c)
-            pnorm = sqrt(_dot(dp, dp))
+            pnorm = hypot(*dp)
             if first:
                 delta = min(delta, pnorm)
             trial = evaluate([uj + dpj / dj for uj, dpj, dj in zip(u, dp, d)])
             fnorm1 = sqrt(trial.rss) if trial.finite else math.inf
             actred = 1 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
             if fnorm > 0:
-                temp1 = sum([sj * cj * cj for sj, cj in zip(lin.s2, c)]) / rss
+                temp1 = _dot(map(operator.mul, lin.s2, c), c) / rss
                 temp2 = lam * pnorm * pnorm / rss
             else:
                 temp1 = temp2 = 0.0
@@ -412,7 +413,7 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             if accepted:
                 u = trial.u
                 state = trial
-                xnorm = sqrt(sum([(dj * uj) ** 2 for dj, uj in zip(d, u)]))
+                xnorm = hypot(*map(operator.mul, d, u))
                 first = False
                 if callback is not None:
                     callback(state.x.copy(), state.rss)
