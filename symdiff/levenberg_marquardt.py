@@ -84,8 +84,8 @@ except ImportError:  # pragma: no cover - other numpy layouts
 
 _OUTER, _DOT = np.multiply.outer, np.dot
 
-#: up to this many parameters, products with the p-by-p eigenvector matrix are done in
-#: Python floats: a NumPy call costs ~0.5-1 µs, a float multiply-add ~30 ns
+#: up to this many parameters, ``a = VᵀD⁻¹Jᵀr`` is computed in Python floats: a NumPy
+#: call costs ~0.5-1 µs, a float multiply-add ~30 ns
 SMALL_P = 24
 
 
@@ -108,7 +108,6 @@ class _Linearization:
         self.s2, self.V, self.a = s2, V, a
         self.full_rank = rank is None or all(rank)
         self.rank = rank
-        self._rows = V.tolist() if len(s2) <= SMALL_P else None
 
     @classmethod
     def from_normal(cls, jtr, jtj, d, dd):
@@ -146,10 +145,12 @@ class _Linearization:
         return cls._from_svd(U, s, Vt, qtr, R.shape)
 
     def rotate(self, c) -> list:
-        """``V c``: the scaled step ``D p`` from its eigen-coordinates."""
-        if self._rows is not None:
-            mul = operator.mul
-            return [sum(map(mul, row, c)) for row in self._rows]
+        """``V c``: the scaled step ``D p`` from its eigen-coordinates.
+
+        Always by BLAS, as MINPACK's steps are: on a problem with an exact symmetry (MGH's
+        Biggs EXP6 from its standard start) the iterates stay on a symmetric saddle unless
+        rounding breaks the tie, and BLAS's blocked products break it where a plain
+        sequential sum over the rows does not."""
         return _DOT(self.V, c).tolist()
 
     def step(self, lam):
