@@ -239,8 +239,31 @@ class BoundResiduals(_Bound):
     """A :class:`ResidualKernel` with its data bound: ``bound(theta) -> (rss, jtr, jtj)``;
     also ``.value(theta)``, ``.residuals(theta)``, ``.jacobian(theta)``, ``.qr(theta)``."""
 
+    def __init__(self, kernel, cols, n):
+        super().__init__(kernel, cols, n)
+        p = kernel.n_params
+        # what one single-threaded call needs, looked up once (a solver calls this per step)
+        self._single = kernel.threads <= 1 or n // MIN_SAMPLES_PER_THREAD <= 1
+        self._fn = kernel._grad.fn
+        self._p = p
+        self._gather = _symmetric_gather(p, 1 + p)
+
     def __call__(self, theta):
-        return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs, self._ptrs_address)
+        if not self._single:
+            return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs,
+                                             self._ptrs_address)
+        p = self._p
+        if not (type(theta) is np.ndarray and theta.dtype == _F64 and theta.shape == (p,)
+                and all(map(math.isfinite, theta.tolist()))):
+            theta = check_theta(theta, self.kernel.params)
+        scratch = self.kernel._gn_scratch
+        scratch.theta_view[:] = theta
+        self._fn(scratch.theta_addr, self._ptrs_address, 0, self.n, scratch.out_addr, 1.0)
+        s = scratch.out
+        rss = s.item(0)
+        if not (rss == rss and abs(rss) != float("inf")):
+            _diagnose(self._cols, self.kernel.data, "residual sum of squares")
+        return rss, s[1:1 + p].copy(), s[self._gather]
 
     def value(self, theta) -> float:
         return self.kernel._rss(theta, self._cols, self.n, self._ptrs)

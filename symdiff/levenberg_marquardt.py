@@ -84,11 +84,6 @@ except ImportError:  # pragma: no cover - other numpy layouts
 
 _OUTER, _DOT = np.multiply.outer, np.dot
 
-#: up to this many parameters, ``a = VᵀD⁻¹Jᵀr`` is computed in Python floats: a NumPy
-#: call costs ~0.5-1 µs, a float multiply-add ~30 ns
-SMALL_P = 24
-
-
 def _dot(x, y) -> float:
     return sum(map(operator.mul, x, y))
 
@@ -99,9 +94,9 @@ class _Linearization:
     ``s2`` eigenvalues of ``D⁻¹JᵀJD⁻¹`` (squared singular values of ``JD⁻¹``), ``V`` its
     eigenvectors (an array), ``a = VᵀD⁻¹Jᵀr``; ``rank`` marks components above the noise
     floor of how they were computed (used for the Gauss–Newton step, where λ = 0; None
-    when all are). ``s2``, ``a`` and ``rank`` are lists of Python floats (bools): the solver's O(p)
-    arithmetic runs on floats, which for the p of a curve fit costs a fraction of NumPy's
-    per-call overhead; O(p²) products use NumPy beyond ``SMALL_P``.
+    when all are). ``s2``, ``a`` and ``rank`` are lists of Python floats (bools): the
+    solver's O(p) arithmetic runs on floats, which for the p of a curve fit costs a
+    fraction of NumPy's per-call overhead (~0.5–1 µs); products with ``V`` stay with BLAS.
     """
 
     def __init__(self, s2, V, a, rank):
@@ -117,12 +112,7 @@ class _Linearization:
         s2 = s2.tolist()
         if not s2[0] > 0.0:
             s2 = [v if v > 0.0 else 0.0 for v in s2]
-        scaled = [gj / dj for gj, dj in zip(jtr, d)]
-        if len(d) <= SMALL_P:
-            mul = operator.mul
-            a = [sum(map(mul, scaled, col)) for col in V.T.tolist()]
-        else:
-            a = _DOT(scaled, V).tolist()
+        a = _DOT([gj / dj for gj, dj in zip(jtr, d)], V).tolist()
         floor = _EPS * len(d) * s2[-1]
         return cls(s2, V, a, [v > floor for v in s2] if s2[0] <= floor else None)
 
