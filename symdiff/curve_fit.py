@@ -138,8 +138,11 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
               method=None, full_output=False, **kwargs):
     """Use non-linear least squares to fit a function ``f`` to data (scipy's contract).
 
-    Returns ``popt, pcov`` (or ``popt, pcov, infodict, mesg, ier`` with ``full_output``;
-    ``infodict`` has ``nfev`` and ``fvec``, the weighted residuals). ``f``: a Python
+    Returns ``popt, pcov`` (or ``popt, pcov, infodict, mesg, ier`` with ``full_output``,
+    as scipy gives them: unbounded ``"lm"`` fits carry ``fvec``, ``nfev`` and MINPACK's
+    ``fjac``, ``ipvt``, ``qtf`` with ``leastsq``'s ``ier``/``mesg``; bounded or
+    ``"trf"``/``"dogbox"`` fits carry ``nfev`` and ``fvec`` with ``least_squares``'
+    ``status``/``message``; see :mod:`symdiff.curve_fit_output`). ``f``: a Python
     function ``f(x, *params)`` written with NumPy (traced once), or a formula string /
     SymPy expression in ``x`` or ``x0 .. x{k-1}``, parameters in order of first
     appearance (strings) or by name (SymPy). ``method``: ``None``/``"lm"`` for symdiff's
@@ -210,13 +213,13 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
             raise DataError("sigma must be positive and finite")
         data[WEIGHT] = 1.0 / sigma
+    tol = {t: kwargs.get(t, 1e-8) for t in ("xtol", "ftol", "gtol")}
+    max_nfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
     res = solve_least_squares(expr, _TARGET, params, inputs, data, theta0,
                               weighted=sigma is not None, absolute_sigma=absolute_sigma,
                               bounds=None if no_bounds else (lower, upper),
                               loss=kwargs.get("loss", "linear"), method=method,
-                              xtol=kwargs.get("xtol", 1e-8), ftol=kwargs.get("ftol", 1e-8),
-                              gtol=kwargs.get("gtol", 1e-8),
-                              max_nfev=kwargs.get("max_nfev", kwargs.get("maxfev")), report=False)
+                              max_nfev=max_nfev, report=False, **tol)
     if not res.success:
         raise OptimalParametersNotFound(f"Optimal parameters not found: {res.message}")
     pcov = res.covariance(absolute_sigma)
@@ -226,5 +229,10 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         warnings.warn("Covariance of the parameters could not be estimated", SymdiffWarning,
                       stacklevel=2)
     if full_output:
-        return res.x, pcov, {"nfev": res.nfev, "fvec": res.bound.residuals(res.x)}, res.message, res.status
+        from .curve_fit_output import full_output as scipy_full_output
+        robust = kwargs.get("loss", "linear") != "linear"
+        method_run = "trf" if method == "lm" and robust else method   # as least_squares ran it
+        infodict, mesg, ier = scipy_full_output(res, bounded=not no_bounds, method=method_run,
+                                                max_nfev=max_nfev, **tol)
+        return res.x, pcov, infodict, mesg, ier
     return res.x, pcov
