@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
-from .least_squares import WEIGHT, solve_least_squares
+from .least_squares import WEIGHT, residuals_for, solve_least_squares
 from .tracing import TraceError, function_name, trace
 
 _TRACES: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -65,7 +65,9 @@ def _numbers_read_by(f):
 
 
 def _traced_model(f, k, n_params_hint):
-    """``(expr, params, inputs)`` for a Python function, traced once and remembered."""
+    """``(expr, params, inputs, kernels)`` for a Python function, traced once and
+    remembered; ``kernels`` ({weighted: compiled residual kernel}) is filled by the fits
+    (looking the kernel up by the SymPy formula costs more than a small fit's solve)."""
     try:
         key = (f, getattr(f, "__code__", None), getattr(f, "__defaults__", None),
                _numbers_read_by(f), k, n_params_hint)
@@ -95,7 +97,7 @@ def _traced_model(f, k, n_params_hint):
     inputs = _input_symbols(k, set(names))
     expr = trace(f, inputs, params)
     inputs = [inputs] if isinstance(inputs, sp.Symbol) else inputs
-    out = (expr, params, inputs)
+    out = (expr, params, inputs, {})
     if key is not None:
         _TRACES[key] = out
         while len(_TRACES) > _TRACE_CACHE_SIZE:
@@ -179,8 +181,9 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     n_hint = None if p0 is None else p0.size
     if isinstance(f, (str, sp.Expr)):
         expr, params, inputs = _formula_model(f, k)
+        kernels = {}
     elif callable(f):
-        expr, params, inputs = _traced_model(f, k, n_hint)
+        expr, params, inputs, kernels = _traced_model(f, k, n_hint)
     else:
         raise TypeError(f"f must be a function, a formula string or a SymPy expression; got {type(f).__name__}")
     p = len(params)
@@ -215,8 +218,12 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         data[WEIGHT] = 1.0 / sigma
     tol = {t: kwargs.get(t, 1e-8) for t in ("xtol", "ftol", "gtol")}
     max_nfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
-    res = solve_least_squares(expr, _TARGET, params, inputs, data, theta0,
-                              weighted=sigma is not None, absolute_sigma=absolute_sigma,
+    weighted = sigma is not None
+    kernel = kernels.get(weighted)
+    if kernel is None:
+        kernel = kernels[weighted] = residuals_for(expr, _TARGET, params, inputs, weighted).compile()
+    res = solve_least_squares(expr, _TARGET, params, inputs, data, theta0, kernel=kernel,
+                              weighted=weighted, absolute_sigma=absolute_sigma,
                               bounds=None if no_bounds else (lower, upper),
                               loss=kwargs.get("loss", "linear"), method=method,
                               max_nfev=max_nfev, report=False, **tol)

@@ -110,14 +110,15 @@ def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
         _, s, Vt = np.linalg.svd(J, full_matrices=False)
         V, s2 = Vt.T, s * s
         floor = _EPS * max(J.shape) * s.max()
-        keep, full_rank = s > floor, s.min() > floor
+        full_rank, kept = s.min() > floor, s
     else:
         floor = _EPS * p * smax
-        keep, full_rank = s2 > floor, smin > floor
+        full_rank, kept = smin > floor, s2
     if full_rank:  # the common case, without the masked copies
         cov = (V / s2) @ V.T
         cov /= dd
     else:
+        keep = kept > floor
         inv = (V[:, keep] / s2[keep]) @ V[:, keep].T
         cov = inv / dd
         # a direction the data do not constrain (rank(J) < p) leaves every parameter it moves
@@ -215,11 +216,13 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
 
 
 def solve_least_squares(expr, target, params, inputs, cols, theta0, *, weighted, absolute_sigma,
-                        bounds, loss, method, xtol, ftol, gtol, max_nfev, report):
+                        bounds, loss, method, xtol, ftol, gtol, max_nfev, report, kernel=None):
     """The solve behind :func:`fit_least_squares`, for callers that already hold the model's
     ``expr``, ``target``, ``params`` and ``inputs`` (symbols) and the data as
     ``{name: 1-D float64 array}`` (with the ``WEIGHT`` column ``1/σ`` when ``weighted``):
-    ``curve_fit`` calls it directly, skipping the parsing that costs more than a small fit."""
+    ``curve_fit`` calls it directly, skipping the parsing that costs more than a small fit.
+    ``kernel``: the compiled residual kernel of exactly this problem, if the caller keeps it
+    (else looked up by :func:`residuals_for`)."""
     if loss not in ROBUST_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {list(ROBUST_LOSSES)}")
     if method not in METHODS:
@@ -227,8 +230,8 @@ def solve_least_squares(expr, target, params, inputs, cols, theta0, *, weighted,
     if loss != "linear" and method == "lm":
         method = "trf"
 
-    residuals = residuals_for(expr, target, params, inputs, weighted)
-    kernel = residuals.compile()
+    if kernel is None:
+        kernel = residuals_for(expr, target, params, inputs, weighted).compile()
     bound = kernel.bind(cols)
 
     if method == "lm":

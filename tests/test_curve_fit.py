@@ -136,7 +136,7 @@ def test_full_output_reports_machine_precision_stops_as_success():
     cfm = importlib.import_module("symdiff.curve_fit")
     from symdiff.curve_fit_output import full_output, leastsq_message
     from symdiff.least_squares import solve_least_squares
-    expr, params, inputs = cfm._traced_model(decay, None, 3)
+    expr, params, inputs, _ = cfm._traced_model(decay, None, 3)
     fit = solve_least_squares(expr, cfm._TARGET, params, inputs, {"x": X, cfm._TARGET.name: Y},
                               np.array([1.0, 1.0, 0.0]), weighted=False, absolute_sigma=False,
                               bounds=None, loss="linear", method="lm", xtol=1e-8, ftol=1e-8,
