@@ -57,13 +57,26 @@ def residuals_for(model, target, params, inputs, weighted):
 
 def _model_expr(model, target):
     from .objective import _as_expr
-    if isinstance(model, str) and "~" in model:
-        from .parse import parse_model
-        lhs, rhs = parse_model(model)
+    if isinstance(model, str):
+        rhs, lhs = _parsed_model(model)
+        if lhs is None:
+            return rhs, target
         if target is not None and str(lhs) != str(target):
             raise FormulaError(f"the formula's response is {lhs}, but target is {target}")
         return rhs, lhs
     return _as_expr(model, "model"), target
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_model(model: str):
+    """``(rhs, lhs)`` of a formula string (``lhs`` None without ``~``), parsed once: parsing
+    costs more than a small fit (SymPy expressions are immutable, so sharing is safe)."""
+    from .objective import _as_expr
+    if "~" in model:
+        from .parse import parse_model
+        lhs, rhs = parse_model(model)
+        return rhs, lhs
+    return _as_expr(model, "model"), None
 
 
 @functools.lru_cache(maxsize=256)
@@ -183,8 +196,8 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
             params = sorted(n for n in symbols if n not in columns and n != target.name)
         else:
             raise FormulaError("with array data and array p0, give params= (their order)")
-    params = [p if isinstance(p, sp.Symbol) else symbols.get(str(p), sp.Symbol(str(p), real=True))
-              for p in params]
+    params = [p if isinstance(p, sp.Symbol) else symbols[str(p)] if str(p) in symbols
+              else sp.Symbol(str(p), real=True) for p in params]
     pnames = [p.name for p in params]
     inputs = sorted((s for n, s in symbols.items() if n not in pnames and n != target.name),
                     key=lambda s: s.name)
