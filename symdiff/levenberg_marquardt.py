@@ -99,6 +99,8 @@ class _Linearization:
     fraction of NumPy's per-call overhead (~0.5–1 µs); products with ``V`` stay with BLAS.
     """
 
+    __slots__ = ("s2", "V", "a", "rank", "full_rank")
+
     def __init__(self, s2, V, a, rank):
         self.s2, self.V, self.a = s2, V, a
         self.full_rank = rank is None or all(rank)
