@@ -99,7 +99,7 @@ class _Linearization:
     fraction of NumPy's per-call overhead (~0.5–1 µs); products with ``V`` stay with BLAS.
     """
 
-    __slots__ = ("s2", "V", "a", "rank", "full_rank")
+    __slots__ = ("V", "a", "full_rank", "rank", "s2")
 
     def __init__(self, s2, V, a, rank):
         self.s2, self.V, self.a = s2, V, a
@@ -278,7 +278,7 @@ class _State:
     variables; rss, Jᵀr (list) and JᵀJ (array) in internal (``g``, ``A``) and external
     (``gx``, ``Ax``) variables; r and J if known."""
 
-    __slots__ = ("u", "x", "rss", "g", "A", "diag", "gx", "Ax", "r", "J", "finite")
+    __slots__ = ("A", "Ax", "J", "diag", "finite", "g", "gx", "r", "rss", "u", "x")
 
 
 def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, factor, callback):

@@ -122,7 +122,7 @@ def test_full_output_with_bounds_is_least_squares_layout(kw):
     """scipy runs least_squares when bounds are given (or trf/dogbox asked for): nfev and
     fvec only, and least_squares' status and message (1-4 success)."""
     from scipy.optimize._lsq.least_squares import TERMINATION_MESSAGES
-    popt, pcov, info, mesg, ier = sd.curve_fit(decay, X, Y, full_output=True, **kw)
+    popt, _, info, mesg, ier = sd.curve_fit(decay, X, Y, full_output=True, **kw)
     ref = scipy_curve_fit(decay, X, Y, full_output=True, **kw)
     assert list(info) == list(ref[2]) == ["nfev", "fvec"]
     assert ier in (1, 2, 3, 4) and mesg == TERMINATION_MESSAGES[ier]
