@@ -11,7 +11,9 @@ the outputs: symmetric matrices are stored as their upper triangle, row-major.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import math
 import threading
 
 import numpy as np
@@ -19,7 +21,7 @@ import numpy as np
 from symdiff.errors import DataError, DataTypeError
 
 from . import _build
-from .kernel import (_SIGNATURE, MIN_SAMPLES_PER_THREAD, BoundKernel, Kernel, _Runner, _Scratch,
+from .kernel import (_F64, _SIGNATURE, MIN_SAMPLES_PER_THREAD, BoundKernel, Kernel, _Runner, _Scratch,
                      _address, _diagnose, check_columns, check_theta, map_outputs)
 
 
@@ -29,12 +31,12 @@ def upper_to_symmetric(values, p: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _symmetric_gather(p: int) -> np.ndarray:
-    """Indices into the row-major upper triangle that fill a symmetric p-by-p matrix
-    (np.triu_indices per call costs more than a small batch's kernel)."""
+def _symmetric_gather(p: int, offset: int = 0) -> np.ndarray:
+    """Indices into the row-major upper triangle (starting at ``offset``) that fill a
+    symmetric p-by-p matrix (np.triu_indices per call costs more than a small batch's kernel)."""
     index = np.empty((p, p), dtype=np.intp)
     iu = np.triu_indices(p)
-    index[iu] = np.arange(len(iu[0]))
+    index[iu] = np.arange(offset, offset + len(iu[0]))
     index.T[iu] = index[iu]
     return index
 
@@ -90,22 +92,29 @@ class ResidualKernel(Kernel):
 
     # shared by the kernel and its bound form: (columns, n, pointer array) in, results out
     def _gauss_newton(self, theta, cols, n, ptrs, ptrs_address=None):
-        t = check_theta(theta, self.params)
+        p = self.n_params
         if self.threads <= 1 or n // MIN_SAMPLES_PER_THREAD <= 1:
             # one part, as _Runner.run would do it, into this thread's buffers whose addresses
-            # are known (looking addresses up costs more than a small batch's kernel)
+            # are known (looking addresses up costs more than a small batch's kernel); theta
+            # checked in Python floats when it is a float64 vector (NumPy's isfinite and
+            # reduction cost more than the kernel on a few samples)
+            if type(theta) is np.ndarray and theta.dtype == _F64 and theta.shape == (p,):
+                if not all(map(math.isfinite, theta.tolist())):
+                    check_theta(theta, self.params)
+                t = theta
+            else:
+                t = check_theta(theta, self.params)
             scratch = self._gn_scratch
             scratch.theta_view[:] = t
             self._grad.fn(scratch.theta_addr, _address(ptrs) if ptrs_address is None else ptrs_address,
                           0, n, scratch.out_addr, 1.0)
             s = scratch.out
         else:
-            s = self._grad.run(t, ptrs, n, self.threads, scale=1.0)
+            s = self._grad.run(check_theta(theta, self.params), ptrs, n, self.threads, scale=1.0)
         rss = s.item(0)
         if not (rss == rss and abs(rss) != float("inf")):
             _diagnose(cols, self.data, "residual sum of squares")
-        p = self.n_params
-        return rss, s[1:1 + p].copy(), upper_to_symmetric(s[1 + p:], p)
+        return rss, s[1:1 + p].copy(), s[_symmetric_gather(p, 1 + p)]
 
     def _rss(self, theta, cols, n, ptrs):
         t = check_theta(theta, self.params)
@@ -176,12 +185,43 @@ class ResidualKernel(Kernel):
         return np.ascontiguousarray(self._map(self._jacobian_fn, self.n_params, theta, n, ptrs).T)
 
     def bind(self, data) -> "BoundResiduals":
+        cols = self._ready_columns(data)
+        if cols is not None:
+            return BoundResiduals(self, cols, cols[0].shape[0])
         cols, n = check_columns(data, self.data, self.dtype)
         return BoundResiduals(self, cols, n)
+
+    def _ready_columns(self, data):
+        """The columns of ``data`` when it is a dict keyed by name whose columns are all
+        1-D, C-contiguous, of the kernel's dtype and of one non-zero length: nothing to
+        check or copy (what curve_fit passes; check_columns costs more than a small fit's
+        kernel). None otherwise."""
+        if type(data) is not dict or not self.data or len(data) != len(self.data):
+            return None
+        try:
+            cols = [data[name] for name in self.data]
+        except KeyError:
+            return None
+        n = cols[0].shape[0] if type(cols[0]) is np.ndarray else 0
+        for c in cols:
+            if not (type(c) is np.ndarray and c.dtype == self.dtype and c.shape == (n,)
+                    and c.flags.c_contiguous) or n == 0:
+                return None
+        return cols
 
     def __repr__(self):
         return (f"<symdiff ResidualKernel params={len(self.params)} data={len(self.data)} "
                 f"dtype={self.dtype} lanes={self.lanes} threads={self.threads}>")
+
+
+def _data_address(a) -> int:
+    """The address of a C-contiguous array's data: through ctypes' buffer view when the
+    array is writable (a third of ``__array_interface__``'s cost, which shows when a
+    small fit binds its data), else through the interface."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return _address(a)
 
 
 class _Bound:
@@ -191,16 +231,39 @@ class _Bound:
         self.kernel = kernel
         self.n = n
         self._cols = cols
-        self._ptrs = np.array([_address(c) for c in cols] or [0], dtype=np.uintp)
-        self._ptrs_address = _address(self._ptrs)
+        self._ptrs = np.array([_data_address(c) for c in cols] or [0], dtype=np.uintp)
+        self._ptrs_address = _data_address(self._ptrs)
 
 
 class BoundResiduals(_Bound):
     """A :class:`ResidualKernel` with its data bound: ``bound(theta) -> (rss, jtr, jtj)``;
     also ``.value(theta)``, ``.residuals(theta)``, ``.jacobian(theta)``, ``.qr(theta)``."""
 
+    def __init__(self, kernel, cols, n):
+        super().__init__(kernel, cols, n)
+        p = kernel.n_params
+        # what one single-threaded call needs, looked up once (a solver calls this per step)
+        self._single = kernel.threads <= 1 or n // MIN_SAMPLES_PER_THREAD <= 1
+        self._fn = kernel._grad.fn
+        self._p = p
+        self._gather = _symmetric_gather(p, 1 + p)
+
     def __call__(self, theta):
-        return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs, self._ptrs_address)
+        if not self._single:
+            return self.kernel._gauss_newton(theta, self._cols, self.n, self._ptrs,
+                                             self._ptrs_address)
+        p = self._p
+        if not (type(theta) is np.ndarray and theta.dtype == _F64 and theta.shape == (p,)
+                and all(map(math.isfinite, theta.tolist()))):
+            theta = check_theta(theta, self.kernel.params)
+        scratch = self.kernel._gn_scratch
+        scratch.theta_view[:] = theta
+        self._fn(scratch.theta_addr, self._ptrs_address, 0, self.n, scratch.out_addr, 1.0)
+        s = scratch.out
+        rss = s.item(0)
+        if not (rss == rss and abs(rss) != float("inf")):
+            _diagnose(self._cols, self.kernel.data, "residual sum of squares")
+        return rss, s[1:1 + p].copy(), s[self._gather]
 
     def value(self, theta) -> float:
         return self.kernel._rss(theta, self._cols, self.n, self._ptrs)

@@ -56,6 +56,97 @@ def test_full_output_has_scipys_shape():
     np.testing.assert_allclose(popt, ref[0], rtol=1e-6)
 
 
+def _decay_jacobian(x, a, b, c):
+    """d(decay)/d(a, b, c) by hand, shape (n, 3)."""
+    e = np.exp(-b * x)
+    return np.column_stack([e, -a * x * e, np.ones_like(x)])
+
+
+def _r_from_minpack(fjac, ipvt, base):
+    """R with the pivoting undone (J = Q R), from leastsq's fjac and ipvt as scipy reads them."""
+    p = len(ipvt)
+    r = np.triu(fjac.T[:p])
+    R = np.zeros_like(r)
+    R[:, np.asarray(ipvt) - base] = r
+    return r, R
+
+
+def test_full_output_lm_is_minpacks_layout():
+    """fjac/ipvt/qtf as leastsq lays them out: R from them squares to JᵀJ at scipy's optimum
+    (J by hand), and scipy's own cov_x recipe on them gives scipy's pcov."""
+    from scipy.linalg.lapack import dtrtri
+    popt, pcov, info, mesg, ier = sd.curve_fit(decay, X, Y, full_output=True, **TIGHT)
+    ref = scipy_curve_fit(decay, X, Y, full_output=True, **TIGHT)
+    assert list(info) == list(ref[2])            # fvec, nfev, fjac, ipvt, qtf, in scipy's order
+    for key in ("fjac", "ipvt", "qtf", "fvec"):
+        assert info[key].shape == ref[2][key].shape and info[key].dtype == ref[2][key].dtype, key
+    base = int(ref[2]["ipvt"].min())             # 0 for scipy's C MINPACK, 1 for Fortran's
+    assert sorted(info["ipvt"] - base) == [0, 1, 2]
+    r, R = _r_from_minpack(info["fjac"], info["ipvt"], base)
+    J = _decay_jacobian(X, *ref[0])
+    np.testing.assert_allclose(R.T @ R, J.T @ J, rtol=1e-7)
+    assert np.all(np.abs(np.diag(r))[:-1] >= np.abs(np.diag(r))[1:])   # pivoted: non-increasing
+    # scipy's leastsq: invR[perm] = invR; cov_x = invR invRᵀ; curve_fit scales by s²
+    invR, status = dtrtri(r)
+    assert status == 0
+    invR[info["ipvt"] - base] = invR.copy()
+    s2 = float(info["fvec"] @ info["fvec"]) / (X.size - 3)
+    np.testing.assert_allclose(invR @ invR.T * s2, pcov, rtol=1e-9)
+    np.testing.assert_allclose(pcov, ref[1], rtol=1e-6)
+    assert ier in (1, 2, 3, 4) and isinstance(mesg, str)
+    if ier == ref[4]:
+        assert mesg == ref[3]
+
+
+def test_minpack_factorization_against_numpy_qr():
+    """Away from the optimum (Qᵀf is not ~0 there): R and Qᵀf against NumPy's QR of the
+    pivoted Jacobian, up to the sign of each row of R."""
+    from symdiff.fitting.curve_fit_output import minpack_factorization, pivot_base
+    J = _decay_jacobian(X, 1.0, 0.5, 0.2)
+    f = decay(X, 1.0, 0.5, 0.2) - Y
+    fjac, ipvt, qtf = minpack_factorization(J, f)
+    assert fjac.shape == (3, X.size) and ipvt.dtype == np.int32
+    r, R = _r_from_minpack(fjac, ipvt, pivot_base())
+    np.testing.assert_allclose(R.T @ R, J.T @ J, rtol=1e-12)
+    np.testing.assert_allclose(R.T @ qtf, J.T @ f, rtol=1e-10, atol=1e-12)
+    Q, R_np = np.linalg.qr(J[:, ipvt - pivot_base()])
+    signs = np.sign(np.diag(r)) * np.sign(np.diag(R_np))
+    np.testing.assert_allclose(qtf * signs, Q.T @ f, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{"bounds": ([0, 0, 0], [10, 10, 0.4])},
+                                {"bounds": (0, np.inf), "p0": [1, 1, 1]},
+                                {"method": "trf"}, {"method": "dogbox"}],
+                         ids=["bounds", "scalar_bounds", "trf", "dogbox"])
+def test_full_output_with_bounds_is_least_squares_layout(kw):
+    """scipy runs least_squares when bounds are given (or trf/dogbox asked for): nfev and
+    fvec only, and least_squares' status and message (1-4 success)."""
+    from scipy.optimize._lsq.least_squares import TERMINATION_MESSAGES
+    popt, _, info, mesg, ier = sd.curve_fit(decay, X, Y, full_output=True, **kw)
+    ref = scipy_curve_fit(decay, X, Y, full_output=True, **kw)
+    assert list(info) == list(ref[2]) == ["nfev", "fvec"]
+    assert ier in (1, 2, 3, 4) and mesg == TERMINATION_MESSAGES[ier]
+    np.testing.assert_allclose(info["fvec"], decay(X, *popt) - Y, atol=1e-12)
+
+
+def test_full_output_reports_machine_precision_stops_as_success():
+    """Our LM's codes 6-8 (a tolerance below machine precision: converged) keep scipy's
+    meaning of ier: 6 -> 1 (ftol), 7 -> 2 (xtol), 8 -> 4 (gtol), with leastsq's messages."""
+    import importlib
+    cfm = importlib.import_module("symdiff.fitting.curve_fit")
+    from symdiff.fitting.curve_fit_output import full_output, leastsq_message
+    from symdiff.fitting.least_squares import solve_least_squares
+    expr, params, inputs, _ = cfm._traced_model(decay, None, 3)
+    fit = solve_least_squares(expr, cfm._TARGET, params, inputs, {"x": X, cfm._TARGET.name: Y},
+                              np.array([1.0, 1.0, 0.0]), weighted=False, absolute_sigma=False,
+                              bounds=None, loss="linear", method="lm", xtol=1e-8, ftol=1e-8,
+                              gtol=1e-8, max_nfev=None, report=False)
+    for status, ier in ((6, 1), (7, 2), (8, 4)):
+        _, mesg, got = full_output(fit._replace(status=status), bounded=False, method="lm",
+                                   ftol=1e-8, xtol=1e-8, gtol=1e-8, max_nfev=None)
+        assert got == ier and mesg == leastsq_message(ier, 1e-8, 1e-8, 1e-8, None)
+
+
 def test_formula_string_and_sympy_expression():
     ref = scipy_curve_fit(decay, X, Y, **TIGHT)
     _close(sd.curve_fit("a*exp(-b*x) + c", X, Y, **TIGHT), ref)

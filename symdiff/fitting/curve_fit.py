@@ -11,6 +11,7 @@ from globals and closures), so fitting it again neither traces nor compiles.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections import OrderedDict
 
@@ -18,7 +19,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
-from .least_squares import fit_least_squares
+from .least_squares import WEIGHT, residuals_for, solve_least_squares
 from .tracing import TraceError, function_name, trace
 
 _TRACES: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -64,7 +65,9 @@ def _numbers_read_by(f):
 
 
 def _traced_model(f, k, n_params_hint):
-    """``(expr, params, inputs)`` for a Python function, traced once and remembered."""
+    """``(expr, params, inputs, kernels)`` for a Python function, traced once and
+    remembered; ``kernels`` ({weighted: compiled residual kernel}) is filled by the fits
+    (looking the kernel up by the SymPy formula costs more than a small fit's solve)."""
     try:
         key = (f, getattr(f, "__code__", None), getattr(f, "__defaults__", None),
                _numbers_read_by(f), k, n_params_hint)
@@ -94,7 +97,7 @@ def _traced_model(f, k, n_params_hint):
     inputs = _input_symbols(k, set(names))
     expr = trace(f, inputs, params)
     inputs = [inputs] if isinstance(inputs, sp.Symbol) else inputs
-    out = (expr, params, inputs)
+    out = (expr, params, inputs, {})
     if key is not None:
         _TRACES[key] = out
         while len(_TRACES) > _TRACE_CACHE_SIZE:
@@ -137,8 +140,11 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
               method=None, full_output=False, **kwargs):
     """Use non-linear least squares to fit a function ``f`` to data (scipy's contract).
 
-    Returns ``popt, pcov`` (or ``popt, pcov, infodict, mesg, ier`` with ``full_output``;
-    ``infodict`` has ``nfev`` and ``fvec``, the weighted residuals). ``f``: a Python
+    Returns ``popt, pcov`` (or ``popt, pcov, infodict, mesg, ier`` with ``full_output``,
+    as scipy gives them: unbounded ``"lm"`` fits carry ``fvec``, ``nfev`` and MINPACK's
+    ``fjac``, ``ipvt``, ``qtf`` with ``leastsq``'s ``ier``/``mesg``; bounded or
+    ``"trf"``/``"dogbox"`` fits carry ``nfev`` and ``fvec`` with ``least_squares``'
+    ``status``/``message``; see :mod:`symdiff.curve_fit_output`). ``f``: a Python
     function ``f(x, *params)`` written with NumPy (traced once), or a formula string /
     SymPy expression in ``x`` or ``x0 .. x{k-1}``, parameters in order of first
     appearance (strings) or by name (SymPy). ``method``: ``None``/``"lm"`` for symdiff's
@@ -170,11 +176,14 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         raise DataError(f"xdata must be 1-D or (k, n); got shape {x.shape}")
     if y.size == 0:
         raise DataError("ydata is empty")
-    n_hint = None if p0 is None else int(np.size(p0))
+    if p0 is not None:
+        p0 = np.asarray(p0, dtype=float).ravel()
+    n_hint = None if p0 is None else p0.size
     if isinstance(f, (str, sp.Expr)):
         expr, params, inputs = _formula_model(f, k)
+        kernels = {}
     elif callable(f):
-        expr, params, inputs = _traced_model(f, k, n_hint)
+        expr, params, inputs, kernels = _traced_model(f, k, n_hint)
     else:
         raise TypeError(f"f must be a function, a formula string or a SymPy expression; got {type(f).__name__}")
     p = len(params)
@@ -187,7 +196,7 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     if p0 is None:
         theta0 = _feasible_start(*(np.broadcast_to(np.asarray(b, dtype=float), (p,)) for b in bounds))
     else:
-        theta0 = np.asarray(p0, dtype=float).ravel()
+        theta0 = p0
     if theta0.size != p:
         raise ValueError(f"p0 has {theta0.size} values, but the model has {p} parameters "
                          f"({', '.join(s.name for s in params)})")
@@ -200,20 +209,37 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         method = "lm"
     data = {s.name: (x if k is None else x[i]) for i, s in enumerate(inputs)}
     data[_TARGET.name] = y
+    if sigma is not None:
+        if len(sigma) != len(y):
+            raise DataError(f"sigma must be one standard deviation per sample ({len(y)}); got "
+                            f"shape {sigma.shape}")
+        if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
+            raise DataError("sigma must be positive and finite")
+        data[WEIGHT] = 1.0 / sigma
+    tol = {t: kwargs.get(t, 1e-8) for t in ("xtol", "ftol", "gtol")}
     max_nfev = kwargs.get("max_nfev", kwargs.get("maxfev"))
-    tol = {t: kwargs[t] for t in ("xtol", "ftol", "gtol") if t in kwargs}
-    res = fit_least_squares(expr, data, _TARGET, theta0, params=params, sigma=sigma,
-                            absolute_sigma=absolute_sigma,
-                            bounds=None if no_bounds else (lower, upper),
-                            loss=kwargs.get("loss", "linear"), method=method, max_nfev=max_nfev,
-                            report=False, **tol)
+    weighted = sigma is not None
+    kernel = kernels.get(weighted)
+    if kernel is None:
+        kernel = kernels[weighted] = residuals_for(expr, _TARGET, params, inputs, weighted).compile()
+    res = solve_least_squares(expr, _TARGET, params, inputs, data, theta0, kernel=kernel,
+                              weighted=weighted, absolute_sigma=absolute_sigma,
+                              bounds=None if no_bounds else (lower, upper),
+                              loss=kwargs.get("loss", "linear"), method=method,
+                              max_nfev=max_nfev, report=False, **tol)
     if not res.success:
         raise OptimalParametersNotFound(f"Optimal parameters not found: {res.message}")
     pcov = res.covariance(absolute_sigma)
-    if not np.isfinite(pcov).all():
+    # a finite diagonal bounds a covariance's every entry (|c_jk|² <= c_jj·c_kk)
+    if not all(map(math.isfinite, pcov.diagonal().tolist())):
         import warnings
         warnings.warn("Covariance of the parameters could not be estimated", SymdiffWarning,
                       stacklevel=2)
     if full_output:
-        return res.x, pcov, {"nfev": res.nfev, "fvec": res.bound.residuals(res.x)}, res.message, res.status
+        from .curve_fit_output import full_output as scipy_full_output
+        robust = kwargs.get("loss", "linear") != "linear"
+        method_run = "trf" if method == "lm" and robust else method   # as least_squares ran it
+        infodict, mesg, ier = scipy_full_output(res, bounded=not no_bounds, method=method_run,
+                                                max_nfev=max_nfev, **tol)
+        return res.x, pcov, infodict, mesg, ier
     return res.x, pcov

@@ -15,6 +15,7 @@ directions are dropped as in curve_fit's pseudo-inverse.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections import OrderedDict
 from typing import NamedTuple
@@ -56,13 +57,26 @@ def residuals_for(model, target, params, inputs, weighted):
 
 def _model_expr(model, target):
     from ..models.objective import _as_expr
-    if isinstance(model, str) and "~" in model:
-        from ..models.parse import parse_model
-        lhs, rhs = parse_model(model)
+    if isinstance(model, str):
+        rhs, lhs = _parsed_model(model)
+        if lhs is None:
+            return rhs, target
         if target is not None and str(lhs) != str(target):
             raise FormulaError(f"the formula's response is {lhs}, but target is {target}")
         return rhs, lhs
     return _as_expr(model, "model"), target
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_model(model: str):
+    """``(rhs, lhs)`` of a formula string (``lhs`` None without ``~``), parsed once: parsing
+    costs more than a small fit (SymPy expressions are immutable, so sharing is safe)."""
+    from ..models.objective import _as_expr
+    if "~" in model:
+        from ..models.parse import parse_model
+        lhs, rhs = parse_model(model)
+        return rhs, lhs
+    return _as_expr(model, "model"), None
 
 
 @functools.lru_cache(maxsize=256)
@@ -99,21 +113,25 @@ def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
     factor ``R``, when ``jacobian()`` gives one and ``JᵀJ`` is ill-conditioned); ``inf``
     everywhere when ``dof <= 0`` and not absolute."""
     p = jtj.shape[0]
-    d = np.sqrt(np.maximum(jtj.diagonal(), 0.0))
-    d = np.where(d > 0, d, 1.0)
+    # the p-vector work in Python floats: NumPy's per-call cost dominates a small fit's covariance
+    d = np.array([math.sqrt(v) if v > 0.0 else 1.0 for v in jtj.diagonal().tolist()])
     dd = np.multiply.outer(d, d)
-    scaled = jtj / dd
-    s2, V = _eigh(0.5 * (scaled + scaled.T))
-    if jacobian is not None and s2.min() < ILL_CONDITIONED * s2.max():
+    s2, V = _eigh(jtj / dd)     # reads the lower triangle: JᵀJ's are symmetric by construction
+    smin, smax = s2.item(0), s2.item(-1)
+    if jacobian is not None and smin < ILL_CONDITIONED * smax:
         J = jacobian() / d
         _, s, Vt = np.linalg.svd(J, full_matrices=False)
         V, s2 = Vt.T, s * s
-        keep = s > _EPS * max(J.shape) * s.max()
+        floor = _EPS * max(J.shape) * s.max()
+        full_rank, kept = s.min() > floor, s
     else:
-        keep = s2 > _EPS * p * s2.max()
-    if keep.all():  # the common case, without the masked copies
-        cov = ((V / s2) @ V.T) / dd
+        floor = _EPS * p * smax
+        full_rank, kept = smin > floor, s2
+    if full_rank:  # the common case, without the masked copies
+        cov = (V / s2) @ V.T
+        cov /= dd
     else:
+        keep = kept > floor
         inv = (V[:, keep] / s2[keep]) @ V[:, keep].T
         cov = inv / dd
         # a direction the data do not constrain (rank(J) < p) leaves every parameter it moves
@@ -123,7 +141,7 @@ def covariance_from(jtj, rss, dof, absolute_sigma, jacobian=None):
         cov[:, moved] = np.inf
     if not absolute_sigma:
         if dof > 0:
-            cov = cov * (rss / dof)
+            cov *= rss / dof
         else:
             cov = np.full((p, p), np.inf)
     return cov
@@ -178,8 +196,8 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
             params = sorted(n for n in symbols if n not in columns and n != target.name)
         else:
             raise FormulaError("with array data and array p0, give params= (their order)")
-    params = [p if isinstance(p, sp.Symbol) else symbols.get(str(p), sp.Symbol(str(p), real=True))
-              for p in params]
+    params = [p if isinstance(p, sp.Symbol) else symbols[str(p)] if str(p) in symbols
+              else sp.Symbol(str(p), real=True) for p in params]
     pnames = [p.name for p in params]
     inputs = sorted((s for n, s in symbols.items() if n not in pnames and n != target.name),
                     key=lambda s: s.name)
@@ -204,6 +222,20 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
         if not np.all(np.isfinite(sig)) or np.any(sig <= 0):
             raise DataError("sigma must be positive and finite")
         cols[WEIGHT] = 1.0 / sig
+    return solve_least_squares(expr, target, params, inputs, cols, theta0,
+                               weighted=sigma is not None, absolute_sigma=absolute_sigma,
+                               bounds=bounds, loss=loss, method=method, xtol=xtol, ftol=ftol,
+                               gtol=gtol, max_nfev=max_nfev, report=report)
+
+
+def solve_least_squares(expr, target, params, inputs, cols, theta0, *, weighted, absolute_sigma,
+                        bounds, loss, method, xtol, ftol, gtol, max_nfev, report, kernel=None):
+    """The solve behind :func:`fit_least_squares`, for callers that already hold the model's
+    ``expr``, ``target``, ``params`` and ``inputs`` (symbols) and the data as
+    ``{name: 1-D float64 array}`` (with the ``WEIGHT`` column ``1/σ`` when ``weighted``):
+    ``curve_fit`` calls it directly, skipping the parsing that costs more than a small fit.
+    ``kernel``: the compiled residual kernel of exactly this problem, if the caller keeps it
+    (else looked up by :func:`residuals_for`)."""
     if loss not in ROBUST_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {list(ROBUST_LOSSES)}")
     if method not in METHODS:
@@ -211,8 +243,8 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
     if loss != "linear" and method == "lm":
         method = "trf"
 
-    residuals = residuals_for(expr, target, params, inputs, sigma is not None)
-    kernel = residuals.compile()
+    if kernel is None:
+        kernel = residuals_for(expr, target, params, inputs, weighted).compile()
     bound = kernel.bind(cols)
 
     if method == "lm":
@@ -233,7 +265,7 @@ def fit_least_squares(model, data, target, p0, *, params=None, sigma=None, absol
         return RawFit(x, sums if sums is not None else bound(x), nfev, success, str(message),
                       int(status), bound, len(params))
     return _result(expr, target, params, inputs, bound, cols, x, nfev, success, message, status,
-                   absolute_sigma, method, loss, sigma is not None, sums)
+                   absolute_sigma, method, loss, weighted, sums)
 
 
 class RawFit(NamedTuple):

@@ -26,6 +26,7 @@ ones; the Jacobian picks up the factor ``dx/du`` by the chain rule.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,73 +82,90 @@ try:
 except ImportError:  # pragma: no cover - other numpy layouts
     _EIGH_LO = np.linalg.eigh
 
-# the ufunc reductions behind ndarray.sum/max/all, without their Python-level wrappers
-# (which cost as much as the reduction on a p-vector, several times per iteration)
-_SUM, _MAX, _ALL = np.add.reduce, np.maximum.reduce, np.logical_and.reduce
 _OUTER, _DOT = np.multiply.outer, np.dot
+
+def _dot(x, y) -> float:
+    return sum(map(operator.mul, x, y))
 
 
 class _Linearization:
     """The Gauss–Newton model at one point in eigen-coordinates of the scaled problem.
 
     ``s2`` eigenvalues of ``D⁻¹JᵀJD⁻¹`` (squared singular values of ``JD⁻¹``), ``V`` its
-    eigenvectors, ``a = VᵀD⁻¹Jᵀr``; ``rank`` marks components above the noise floor of how
-    they were computed (used for the Gauss–Newton step, where λ = 0).
+    eigenvectors (an array), ``a = VᵀD⁻¹Jᵀr``; ``rank`` marks components above the noise
+    floor of how they were computed (used for the Gauss–Newton step, where λ = 0; None
+    when all are). ``s2``, ``a`` and ``rank`` are lists of Python floats (bools): the
+    solver's O(p) arithmetic runs on floats, which for the p of a curve fit costs a
+    fraction of NumPy's per-call overhead (~0.5–1 µs); products with ``V`` stay with BLAS.
     """
 
-    def __init__(self, s2, V, a, rank_mask):
-        self.s2, self.V, self.a, self.rank = s2, V, a, rank_mask
-        self.full_rank = bool(_ALL(rank_mask))
+    __slots__ = ("V", "a", "full_rank", "rank", "s2")
+
+    def __init__(self, s2, V, a, rank):
+        self.s2, self.V, self.a = s2, V, a
+        self.full_rank = rank is None or all(rank)
+        self.rank = rank
 
     @classmethod
-    def from_normal(cls, jtr, jtj, d):
+    def from_normal(cls, jtr, jtj, d, dd):
+        """From Jᵀr (list), JᵀJ and ``dd = outer(d, d)`` (arrays)."""
         # eigh reads one triangle: JᵀJ need not be symmetric to the last bit
-        s2, V = _eigh(jtj / _OUTER(d, d))
-        s2 = np.maximum(s2, 0.0)
-        a = _DOT(jtr / d, V)
-        return cls(s2, V, a, s2 > _EPS * len(d) * s2.item(-1))
+        s2, V = _eigh(jtj / dd)
+        s2 = s2.tolist()
+        if not s2[0] > 0.0:
+            s2 = [v if v > 0.0 else 0.0 for v in s2]
+        a = _DOT([gj / dj for gj, dj in zip(jtr, d)], V).tolist()
+        floor = _EPS * len(d) * s2[-1]
+        return cls(s2, V, a, [v > floor for v in s2] if s2[0] <= floor else None)
+
+    @classmethod
+    def _from_svd(cls, U, s, Vt, r, shape):
+        a = (s * (U.T @ r)).tolist()
+        floor = _EPS * max(shape) * s.max(initial=0.0)
+        return cls((s * s).tolist(), Vt.T, a, (s > floor).tolist())
 
     @classmethod
     def from_jacobian(cls, r, J, d):
-        U, s, Vt = np.linalg.svd(J / d, full_matrices=False)
-        a = s * (U.T @ r)
-        floor = _EPS * max(J.shape) * s.max(initial=0.0)
-        return cls(s * s, Vt.T, a, s > floor)
+        U, s, Vt = np.linalg.svd(J / np.array(d), full_matrices=False)
+        return cls._from_svd(U, s, Vt, r, J.shape)
 
     @classmethod
     def from_qr(cls, R, qtr, d):
         """From ``J = QR`` and ``Qᵀr`` (a streaming QR of the Jacobian): ``J D⁻¹`` and
         ``R D⁻¹`` share singular values and right vectors, so nothing is squared."""
-        U, s, Vt = np.linalg.svd(R / d, full_matrices=False)
-        a = s * (U.T @ qtr)
-        floor = _EPS * max(R.shape) * s.max(initial=0.0)
-        return cls(s * s, Vt.T, a, s > floor)
+        U, s, Vt = np.linalg.svd(R / np.array(d), full_matrices=False)
+        return cls._from_svd(U, s, Vt, qtr, R.shape)
+
+    def rotate(self, c) -> list:
+        """``V c``: the scaled step ``D p`` from its eigen-coordinates.
+
+        Always by BLAS, as MINPACK's steps are: on a problem with an exact symmetry (MGH's
+        Biggs EXP6 from its standard start) the iterates stay on a symmetric saddle unless
+        rounding breaks the tie, and BLAS's blocked products break it where a plain
+        sequential sum over the rows does not."""
+        return _DOT(self.V, c).tolist()
 
     def step(self, lam):
         """Scaled step ``c = Vᵀ D p`` for damping ``lam`` (pseudo-inverse when 0)."""
         if lam == 0.0:
             if self.full_rank:
-                return -self.a / self.s2
-            c = np.zeros_like(self.a)
-            c[self.rank] = -self.a[self.rank] / self.s2[self.rank]
-            return c
-        return -self.a / (self.s2 + lam)
+                return [-aj / sj for aj, sj in zip(self.a, self.s2)]
+            return [-aj / sj if keep else 0.0 for aj, sj, keep in zip(self.a, self.s2, self.rank)]
+        return [-aj / (sj + lam) for aj, sj in zip(self.a, self.s2)]
 
     def solve(self, delta, lam):
         """Moré's ``lmpar``: ``(lam, c)`` with ``‖c‖`` within 10 % of ``delta`` or ``lam = 0``."""
         c = self.step(0.0)
-        cnorm = math.sqrt(_DOT(c, c))
-        if cnorm <= 1.1 * delta:
+        if math.hypot(*c) <= 1.1 * delta:
             return 0.0, c
-        anorm = math.sqrt(_DOT(self.a, self.a))
+        anorm = math.hypot(*self.a)
         upper = anorm / delta
         lower = 0.0
         if lam <= 0.0 or not math.isfinite(lam):
             lam = max(upper * 1e-3, 1e-300)
         lam = min(max(lam, lower), upper)
-        # the secular iterations in plain floats: p is small and numpy's per-call cost is not
-        a2 = [v * v for v in self.a.tolist()]
-        s2 = self.s2.tolist()
+        a2 = [v * v for v in self.a]
+        s2 = self.s2
         for _ in range(60):
             if lam <= 0.0:
                 lam = max(1e-3 * upper, 1e-300)
@@ -256,22 +274,25 @@ def levenberg_marquardt(fun, x0, *, form="normal", jacobian=None, qr=None, bound
 
 
 class _State:
-    """The problem at one point: ``u`` internal, ``x`` external variables; rss, Jᵀr and JᵀJ
-    in internal (``g``, ``A``) and external (``gx``, ``Ax``) variables; r and J if known."""
+    """The problem at one point: ``u`` internal (list of floats), ``x`` external (array)
+    variables; rss, Jᵀr (list) and JᵀJ (array) in internal (``g``, ``A``) and external
+    (``gx``, ``Ax``) variables; r and J if known."""
 
-    __slots__ = ("u", "x", "rss", "g", "A", "gx", "Ax", "r", "J", "finite")
+    __slots__ = ("A", "Ax", "J", "diag", "finite", "g", "gx", "r", "rss", "u", "x")
 
 
 def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, factor, callback):
     nfev = njev_extra = 0
     bounded = box is not None
+    sqrt, isfinite, hypot = math.sqrt, math.isfinite, math.hypot
 
     def evaluate(u):
         nonlocal nfev
         nfev += 1
         st = _State()
         st.u = u
-        st.x = x = box.to_external(u) if bounded else u
+        uarr = np.array(u)
+        st.x = x = box.to_external(uarr) if bounded else uarr
         out = fun(x)
         if form == "normal":
             rss, g, A = out
@@ -286,14 +307,15 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             st.r, st.J = r, J
         st.rss, st.gx, st.Ax = rss, g, A
         if bounded:
-            dxdu = box.derivative(u)
+            dxdu = box.derivative(uarr)
             g = g * dxdu
             A = A * dxdu * dxdu[:, None]
             if st.J is not None:
                 st.J = st.J * dxdu
-        st.g, st.A = g, A
-        st.finite = (math.isfinite(rss) and math.isfinite(float(_SUM(g)))
-                     and math.isfinite(float(_SUM(A, axis=None))))
+        st.g, st.A = g.tolist(), A
+        # a finite diagonal bounds every entry of JᵀJ (|A_jk|² <= A_jj·A_kk)
+        st.diag = A.diagonal().tolist()
+        st.finite = isfinite(rss) and isfinite(sum(st.g)) and isfinite(sum(st.diag))
         return st
 
     def result(st, status):
@@ -301,64 +323,70 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
                         status=status, message=MESSAGES[status],
                         success=status in (1, 2, 3, 4, 6, 7, 8))
 
-    u = box.to_internal(x0) if bounded else x0
+    u = (box.to_internal(x0) if bounded else x0).tolist()
     state = evaluate(u)
     if not state.finite:
         return result(state, 9)
-    d = None
+    d = dd = None
     delta = lam = 0.0
     first = True
     while True:
         A, g, rss = state.A, state.g, state.rss
-        colnorm = np.sqrt(np.maximum(A.diagonal(), 0.0))
-        d = np.where(colnorm > 0, colnorm, 1.0) if d is None else np.maximum(d, colnorm)
-        du = d * u
-        xnorm = math.sqrt(_DOT(du, du))
+        # column norms of J (scaling d, never decreasing) and the scaled gradient's largest
+        # cosine with the residuals, in one pass
+        fnorm = sqrt(rss)
+        gnorm = 0.0
+        if d is None:
+            d = [sqrt(v) if v > 0.0 else 1.0 for v in state.diag]
+        for j, v in enumerate(state.diag):
+            if v > 0.0:
+                cj = sqrt(v)
+                if cj > d[j]:
+                    d[j] = cj
+                    dd = None
+                if fnorm > 0:
+                    den = cj * fnorm
+                    q = abs(g[j]) / den if den > 0 else math.inf
+                    if q > gnorm:
+                        gnorm = q
+        xnorm = hypot(*map(operator.mul, d, u))
         if first:
             delta = factor * xnorm if xnorm > 0 else factor
-        fnorm = math.sqrt(rss)
-        if fnorm > 0:
-            # in Python floats (g and colnorm are finite here, so this equals the NumPy
-            # form bit for bit) unless a denominator underflows to 0
-            try:
-                gnorm = max([abs(gj) / (cj * fnorm) if cj > 0 else 0.0
-                             for gj, cj in zip(g.tolist(), colnorm.tolist())])
-            except ZeroDivisionError:
-                gnorm = float(_MAX(np.abs(g) / (np.where(colnorm > 0, colnorm, np.inf) * fnorm)))
-        else:
-            gnorm = 0.0
         if gnorm <= gtol:
             return result(state, 4)
         if state.J is not None:
             lin = _Linearization.from_jacobian(state.r, state.J, d)
         else:
-            lin = _Linearization.from_normal(g, A, d)
-            ill = lin.s2.item(0) < ILL_CONDITIONED * lin.s2.item(-1)
+            if dd is None:
+                darr = np.array(d)
+                dd = _OUTER(darr, darr)
+            lin = _Linearization.from_normal(g, A, d, dd)
+            ill = lin.s2[0] < ILL_CONDITIONED * lin.s2[-1]
             if ill and qr is not None:
                 _, R, qtr = qr(state.x)
                 R = np.asarray(R, float)
                 if bounded:
-                    R = R * box.derivative(u)
+                    R = R * box.derivative(np.array(u))
                 njev_extra += 1
                 lin = _Linearization.from_qr(R, np.asarray(qtr, float), d)
             elif ill and jacobian is not None:
                 r, J = jacobian(state.x)
                 J = np.asarray(J, float).reshape(-1, p)
                 if bounded:
-                    J = J * box.derivative(u)
+                    J = J * box.derivative(np.array(u))
                 njev_extra += 1
                 lin = _Linearization.from_jacobian(np.asarray(r, float).ravel(), J, d)
         while True:
             lam, c = lin.solve(delta, lam)
-            dp = _DOT(lin.V, c)
-            pnorm = math.sqrt(_DOT(dp, dp))
+            dp = lin.rotate(c)
+            pnorm = hypot(*dp)
             if first:
                 delta = min(delta, pnorm)
-            trial = evaluate(u + dp / d)
-            fnorm1 = math.sqrt(trial.rss) if trial.finite else math.inf
+            trial = evaluate([uj + dpj / dj for uj, dpj, dj in zip(u, dp, d)])
+            fnorm1 = sqrt(trial.rss) if trial.finite else math.inf
             actred = 1 - (fnorm1 / fnorm) ** 2 if 0.1 * fnorm1 < fnorm else -1.0
             if fnorm > 0:
-                temp1 = float(_DOT(lin.s2, c * c)) / rss
+                temp1 = _dot(map(operator.mul, lin.s2, c), c) / rss
                 temp2 = lam * pnorm * pnorm / rss
             else:
                 temp1 = temp2 = 0.0
@@ -378,8 +406,7 @@ def _iterate(fun, x0, p, form, jacobian, qr, box, xtol, ftol, gtol, max_nfev, fa
             if accepted:
                 u = trial.u
                 state = trial
-                du = d * u
-                xnorm = math.sqrt(_DOT(du, du))
+                xnorm = hypot(*map(operator.mul, d, u))
                 first = False
                 if callback is not None:
                     callback(state.x.copy(), state.rss)

@@ -96,7 +96,7 @@ class Residuals:
         ``kernel(theta, data) -> (rss, jtr, jtj)`` (sums over the samples)."""
         import codegen.second_order as so
 
-        key = (np.dtype(dtype).str, threads)
+        key = ("<f8" if dtype is np.float64 else np.dtype(dtype).str, threads)
         k = self._kernels.get(key)
         if k is None:
             k = so.compile_residuals(self.program(), len(self.params), dtype=dtype,
