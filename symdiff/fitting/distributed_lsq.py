@@ -42,7 +42,7 @@ def least_squares_on_dask(expr, target, params, inputs, data, theta0, *, sigma, 
                           bounds, loss, method, xtol, ftol, gtol, max_nfev):
     """:func:`symdiff.least_squares` for Dask ``data`` (Levenberg–Marquardt, linear loss)."""
     from ..distributed import bind
-    from .fit_result import LeastSquaresResult, ParamDict
+    from .fit_result import LeastSquaresResult
     from .least_squares import WEIGHT, covariance_from, residuals_for
     from .levenberg_marquardt import levenberg_marquardt
 
@@ -60,8 +60,7 @@ def least_squares_on_dask(expr, target, params, inputs, data, theta0, *, sigma, 
         out = levenberg_marquardt(bound, theta0, qr=bound.qr, bounds=(lower, upper), xtol=xtol,
                                   ftol=ftol, gtol=gtol, max_nfev=max_nfev)
         n, x, chisqr, jtj = bound.n, out.x, float(out.rss), out.jtj
-        dof = n - p
-        cov = covariance_from(jtj, chisqr, dof, absolute_sigma, jacobian=lambda: bound.qr(x)[1])
+        cov = covariance_from(jtj, chisqr, n - p, absolute_sigma, jacobian=lambda: bound.qr(x)[1])
     finally:
         bound.close()
     if weighted:
@@ -72,9 +71,6 @@ def least_squares_on_dask(expr, target, params, inputs, data, theta0, *, sigma, 
             plain.close()
     else:
         rss = chisqr
-    stderr = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    with np.errstate(all="ignore"):
-        corr = cov / np.outer(stderr, stderr)
 
     def total_sum_of_squares():
         import dask
@@ -86,17 +82,12 @@ def least_squares_on_dask(expr, target, params, inputs, data, theta0, *, sigma, 
         mean = float(dask.compute(y.mean())[0])
         return float(dask.compute(((y - mean) ** 2).sum())[0])
 
-    with np.errstate(divide="ignore"):
-        loglike = n * np.log(chisqr / n) if chisqr > 0 else -np.inf
-    result = LeastSquaresResult(
-        model=expr, target=target, inputs=tuple(inputs),
-        params=ParamDict(zip(params, map(float, x))), x=np.asarray(x, float),
-        stderr=ParamDict(zip(params, map(float, stderr))), covariance=cov, correlation=corr,
-        rss=float(rss), chisqr=chisqr, redchi=chisqr / dof if dof > 0 else float("inf"),
-        dof=dof, ndata=n, total_sum_of_squares=total_sum_of_squares,
-        aic=float(loglike + 2 * p), bic=float(loglike + np.log(n) * p), nfev=int(out.nfev),
-        success=bool(out.success), message=str(out.message), status=int(out.status),
-        method=method, loss=loss, weighted=weighted, absolute_sigma=absolute_sigma)
+    result = LeastSquaresResult.of_fit(
+        params=params, x=x, covariance=cov, chisqr=chisqr, rss=rss, ndata=n,
+        model=expr, target=target, inputs=tuple(inputs), total_sum_of_squares=total_sum_of_squares,
+        nfev=int(out.nfev), success=bool(out.success), message=str(out.message),
+        status=int(out.status), method=method, loss=loss, weighted=weighted,
+        absolute_sigma=absolute_sigma)
 
     def residuals():
         raise UnsupportedError("the residuals of a fit on Dask data stay on the cluster; "

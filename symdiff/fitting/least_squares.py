@@ -24,7 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import DataError, FormulaError, SymdiffWarning
-from .fit_result import LeastSquaresResult, ParamDict
+from .fit_result import LeastSquaresResult
 from .levenberg_marquardt import _EPS, ILL_CONDITIONED, _eigh, levenberg_marquardt
 
 #: the data column holding 1/σ in weighted residuals
@@ -315,11 +315,8 @@ def _result(expr, target, params, inputs, bound, cols, x, nfev, success, message
         rss = float(unweighted @ unweighted)
     else:
         rss = float(chisqr)
-    dof = n - p
-    cov = covariance_from(jtj, chisqr, dof, absolute_sigma, jacobian=lambda: bound.qr(x)[1])
-    stderr = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    with np.errstate(all="ignore"):
-        corr = cov / np.outer(stderr, stderr)
+    cov = covariance_from(jtj, chisqr, n - p, absolute_sigma, jacobian=lambda: bound.qr(x)[1])
+
     def total_sum_of_squares():
         if weighted:
             ww = w * w
@@ -327,14 +324,9 @@ def _result(expr, target, params, inputs, bound, cols, x, nfev, success, message
             return float(ww @ (y - ybar) ** 2)
         centred = y - y.mean()
         return float(centred @ centred)
-    with np.errstate(divide="ignore"):
-        loglike = n * np.log(chisqr / n) if chisqr > 0 else -np.inf
-    result = LeastSquaresResult(
-        model=expr, target=target, inputs=tuple(inputs),
-        params=ParamDict(zip(params, map(float, x))), x=np.asarray(x, float),
-        stderr=ParamDict(zip(params, map(float, stderr))), covariance=cov, correlation=corr,
-        rss=rss, chisqr=float(chisqr), redchi=float(chisqr / dof) if dof > 0 else float("inf"),
-        dof=dof, ndata=n, total_sum_of_squares=total_sum_of_squares, aic=float(loglike + 2 * p), bic=float(loglike + np.log(n) * p),
+    result = LeastSquaresResult.of_fit(
+        params=params, x=x, covariance=cov, chisqr=chisqr, rss=rss, ndata=n,
+        model=expr, target=target, inputs=tuple(inputs), total_sum_of_squares=total_sum_of_squares,
         nfev=int(nfev), success=bool(success), message=str(message), status=int(status),
         method=method, loss=loss, weighted=weighted, absolute_sigma=absolute_sigma)
     result._residuals = lambda: bound.residuals(x)
