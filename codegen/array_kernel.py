@@ -39,6 +39,8 @@ _MAP_TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_in
 MIN_FLOPS_PER_THREAD = 4e6
 #: GEMM-accumulated (``T``) gradients are added into the double sums every this many tiles
 FLUSH_TILES = 8
+#: slots per core (see ``ArrayKernel._schedule``) for batches of at least this many rows per slot
+SLOTS_PER_CORE, MIN_SLOT_ROWS = 2, 256
 
 
 def _name(key) -> str:
@@ -172,6 +174,7 @@ class ArrayKernel(_ArrayCompiled):
         self._cache, self._loss = cache, None
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._free = []  # workspaces not in use (list.pop/append are atomic)
+        self._plans = {}
         self._constants = self._constant_parts()
 
     def _constant_parts(self):
@@ -195,33 +198,60 @@ class ArrayKernel(_ArrayCompiled):
         try:
             return self._free.pop()
         except IndexError:
-            return _Workspace(self.plan, self.slots, self.dtype)
+            slots = self.slots * SLOTS_PER_CORE
+            return _Workspace(self.plan, slots, min(self.threads, slots), self.dtype)
+
+    def _schedule(self, n):
+        """Per slot, the (start, end, flags) of its tiles, in order (memoized per n).
+
+        Slots: two per core once the batch gives each at least ``MIN_SLOT_ROWS`` rows, so a
+        thread that started late or shares its core takes fewer of them; one per core below.
+        Slot s runs tiles s, s + S, s + 2S, ...; the count S and the tile bounds depend on n
+        and the machine's cores alone, not on the threads, so any thread count gives the same
+        bits."""
+        plan = self._plans.get(n)
+        if plan is not None:
+            return plan
+        P, cores = self.plan, self.slots
+        S = cores * SLOTS_PER_CORE if n >= cores * SLOTS_PER_CORE * MIN_SLOT_ROWS else cores
+        per_slot = -(-n // (S * P.tile_rows))
+        n_tiles = S * per_slot
+        bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
+        plan = []
+        for s in range(S):
+            mine = [k for k in range(s, n_tiles, S) if bounds[k] < bounds[k + 1]]
+            last = len(mine) - 1
+            plan.append([(bounds[k], bounds[k + 1],
+                          (ZERO_SUMS if j == 0 else 0) | (FRESH_ACC if j % FLUSH_TILES == 0 else 0)
+                          | (FLUSH_ACC if j == last or (j + 1) % FLUSH_TILES == 0 else 0))
+                         for j, k in enumerate(mine)])
+        if len(self._plans) > 8:
+            self._plans.clear()
+        self._plans[n] = plan
+        return plan
 
     def _run(self, theta, cols, n, ptrs=None):
-        """Sums over the batch, in slots: slot s runs tiles s, s + S, s + 2S, ... in order,
-        accumulating in its own buffers; slots are added in order. S (``self.slots``) and
-        the tile bounds depend on n alone, not on the threads, so any thread count gives
-        the same bits; threads take whole slots."""
-        P, S = self.plan, self.slots
+        """Sums over the batch, slot by slot (see ``_schedule``), each slot accumulating in its
+        own row of sums; the rows are added in order. Threads take whole slots, each with a
+        scratch area of its own."""
+        P = self.plan
+        schedule = self._schedule(n)
+        S = len(schedule)
         ws = self._workspace()
         if ptrs is None:
             ptrs = _pointer_table(cols)
         p_addr = ptrs[1]
-        per_slot = -(-n // (S * P.tile_rows))
-        n_tiles = S * per_slot
-        bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
-        tile, h_addr = self._tile, ws.hoist_addr
+        tile, h_addr, sums_addrs, free = self._tile, ws.hoist_addr, ws.sums_addrs, ws.free_scratch
 
         def slot(s):
-            s_addr, row = ws.scratch_addrs[s], ws.sums_addrs[s]
-            mine = [k for k in range(s, n_tiles, S) if bounds[k] < bounds[k + 1]]
-            if not mine:
+            tiles = schedule[s]
+            if not tiles:
                 ws.sums[s].fill(0.0)
-            last = len(mine) - 1
-            for j, k in enumerate(mine):
-                flags = (ZERO_SUMS if j == 0 else 0) | (FRESH_ACC if j % FLUSH_TILES == 0 else 0) \
-                    | (FLUSH_ACC if j == last or (j + 1) % FLUSH_TILES == 0 else 0)
-                tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr, flags)
+                return
+            row, scratch = sums_addrs[s], free.pop()
+            for start, end, flags in tiles:
+                tile(h_addr, p_addr, start, end, row, scratch, flags)
+            free.append(scratch)
 
         parallel = self.threads > 1 and S > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
         with self._blas_threads:
@@ -233,7 +263,7 @@ class ArrayKernel(_ArrayCompiled):
             else:
                 _share(slot, S, min(self.threads, S))
         sums = ws.sums
-        total = sums[0] + sums[1] if S == 2 else sums.sum(axis=0) if S > 1 else sums[0].copy()
+        total = sums[0] + sums[1] if S == 2 else sums[:S].sum(axis=0) if S > 1 else sums[0].copy()
         for off, size, h, value, sign in self._constants:
             part = ws.hoist[h:h + size].astype(np.float64) if h is not None else value
             total[off:off + size] += (sign * n) * part
@@ -326,17 +356,19 @@ def _pointer_table(cols):
 
 
 class _Workspace:
-    """The buffers of one call: hoisted values, one scratch area and one row of sums per slot."""
+    """The buffers of one call: hoisted values, one row of sums per slot and one scratch area
+    per thread that may run at the same time (``free_scratch``: their addresses, taken and
+    given back by the slots; list.pop/append are atomic)."""
 
-    def __init__(self, plan, slots, dtype):
+    def __init__(self, plan, slots, threads, dtype):
         self.theta = np.zeros(max(1, sum(plan.size(p) for p in plan.program.params)))
         self.theta_addr = self.theta.ctypes.data
         self.hoist = np.zeros(max(1, plan.hoist_size), dtype=dtype)
         self.hoist_addr = self.hoist.ctypes.data
         self.sums = np.zeros((slots, plan.n_flat), dtype=np.float64)
         self.sums_addrs = [self.sums[s].ctypes.data for s in range(slots)]
-        self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(slots)]
-        self.scratch_addrs = [a.ctypes.data for a in self.scratch]
+        self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(max(1, threads))]
+        self.free_scratch = [a.ctypes.data for a in self.scratch]
 
 
 class BoundArrayKernel:
