@@ -162,7 +162,7 @@ class ArrayPlan:
                 need.update(a for a in ins.args if isinstance(a, str) and not isinstance(a, bool))
         self.live = need
         self.hoisted = [ins for ins in P.body if ins.target in need and ins.target not in self.varying]
-        self.looped = [ins for ins in P.body if ins.target in need and ins.target in self.varying]
+        self.looped = self._join_calls([ins for ins in P.body if ins.target in need and ins.target in self.varying])
         self.regions = self._regions(self.looped, rows=True)
         flops = 0
         for ins in self.looped:
@@ -210,6 +210,81 @@ class ArrayPlan:
             add(ins)
         close()
         return steps
+
+    def _join_calls(self, instrs):
+        """``instrs`` reordered so that each vector-math call (with the cheap elementwise ops
+        only it uses) joins the first earlier fused loop of its size where its operands
+        exist: one pass less over memory, and ``sigmoid(-z)`` next to ``sigmoid(z)`` shares
+        its ``exp``. Legal: the moved ops keep their operands before and consumers after."""
+        users = {}
+        for ins in instrs:
+            for a in ins.args:
+                if isinstance(a, str):
+                    users.setdefault(a, []).append(ins.target)
+        for name in self._outputs_summed():
+            users.setdefault(name, []).append(None)
+        for _ in range(len(instrs)):
+            moved = self._join_one_call(instrs, users)
+            if moved is None:
+                return instrs
+            instrs = moved
+        return instrs
+
+    def _join_one_call(self, instrs, users):
+        steps = self._regions(instrs, rows=True)
+        at, home = 0, {}
+        ends = []
+        for k, step in enumerate(steps):
+            body = [step[1]] if step[0] == "op" else step[1]
+            for i in body:
+                home[i.target] = k
+            at += len(body)
+            ends.append(at)
+        by_name = {i.target: i for i in instrs}
+        for k, step in enumerate(steps):
+            if step[0] != "ew" or step[2] < 2:
+                continue
+            for later in steps[k + 1:]:
+                if later[0] != "ew" or later[2] != step[2]:
+                    continue
+                for ins in later[1]:
+                    if ins.op not in CALLS:
+                        continue
+                    chain = self._chain(ins, k, home, by_name, users)
+                    if chain is None:
+                        continue
+                    moving = {i.target for i in chain}
+                    rest = [i for i in instrs if i.target not in moving]
+                    cut = ends[k] - sum(1 for i in instrs[:ends[k]] if i.target in moving)
+                    return rest[:cut] + chain + rest[cut:]
+        return None
+
+    def _chain(self, ins, k, home, by_name, users, depth=4):
+        """``ins`` and the elementwise ops computing its operands that only it uses, in
+        order, if all else they read is computed by step ``k``; else None."""
+        chain = []
+        for a in ins.args:
+            if not isinstance(a, str) or a not in home or home[a] <= k:
+                continue
+            dep = by_name[a]
+            if depth == 0 or dep.op in ARRAY_OPS or users.get(a) != [ins.target] \
+                    or self.size(a) != self.size(ins.target):
+                return None
+            sub = self._chain(dep, k, home, by_name, users, depth - 1)
+            if sub is None:
+                return None
+            chain += [i for i in sub if i not in chain]
+        return chain + [ins]
+
+    def _outputs_summed(self):
+        names = set()
+        for terms in self.terms:
+            for kind, name, _ in terms:
+                if kind == "gemm":
+                    names.update(self.defs[name].args[:2])
+                elif isinstance(name, str):
+                    names.add(name)
+        return names
 
     def _row_eligible(self, ins) -> bool:
         if self.lanes < 2:

@@ -145,3 +145,45 @@ def test_row_loop_values_in_a_model_kernel():
     for dt, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
         got = codegen.compile_model(p, dtype=dt, cache=False)(theta, {"x": X})
         np.testing.assert_allclose(got, P, rtol=tol, atol=tol)
+
+
+def test_sigmoid_of_the_negated_input_joins_the_forward_loop():
+    """A relu-sigmoid-softmax network: the backward pass's sigmoid(-z) is computed in the
+    forward loop of sigmoid(z) (one pass less); gradients against NumPy by hand."""
+    import sympy as sp
+
+    import symdiff as sd
+    M = sp.MatrixSymbol
+    x, y = M("x", 6, 1), M("y", 3, 1)
+    W1, b1, W2, b2 = M("W1", 20, 6), M("b1", 20, 1), M("W2", 20, 20), M("b2", 20, 1)
+    W3, b3 = M("W3", 3, 20), M("b3", 3, 1)
+    z = W3 * sd.sigmoid(W2 * sd.relu(W1 * x + b1) + b2) + b3
+    obj = sd.Objective(sd.losses.softmax_cross_entropy(z, y), params=[W1, b1, W2, b2, W3, b3],
+                       data=[x, y])
+    rng = np.random.default_rng(5)
+    n = 1025
+    V = {W1: rng.normal(size=(20, 6)) * 0.5, b1: rng.normal(size=(20, 1)) * 0.1,
+         W2: rng.normal(size=(20, 20)) * 0.3, b2: rng.normal(size=(20, 1)) * 0.1,
+         W3: rng.normal(size=(3, 20)) * 0.5, b3: rng.normal(size=(3, 1)) * 0.1}
+    X, Y = rng.normal(size=(n, 6)), np.eye(3)[rng.integers(0, 3, n)]
+    A1 = X @ V[W1].T + V[b1].T
+    H1 = np.maximum(A1, 0)
+    H2 = 1 / (1 + np.exp(-(H1 @ V[W2].T + V[b2].T)))
+    Z = H2 @ V[W3].T + V[b3].T
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    loss = np.mean(-np.log((P * Y).sum(1)))
+    D3 = (P - Y) / n
+    D2 = (D3 @ V[W3]) * H2 * (1 - H2)
+    D1 = (D2 @ V[W2]) * (A1 > 0)
+    expected = {W1: D1.T @ X, b1: D1.sum(0)[:, None], W2: D2.T @ H1, b2: D2.sum(0)[:, None],
+                W3: D3.T @ H2, b3: D3.sum(0)[:, None]}
+    program = obj.program()
+    for dt, tol in ((np.float64, 1e-10), (np.float32, 3e-4)):
+        k = codegen.compile_objective(program, dtype=dt, cache=False)
+        got_loss, got_grad = k(obj.pack(V), {"x": X, "y": Y})
+        np.testing.assert_allclose(got_loss, loss, rtol=tol)
+        for p, g in obj.unpack(got_grad).items():
+            np.testing.assert_allclose(g, expected[p], rtol=tol, atol=tol * np.abs(expected[p]).max())
+    sigmoid_steps = [s for s in k.plan.regions if s[0] == "ew" and any(i.op == "sigmoid" for i in s[1])]
+    assert len(sigmoid_steps) == 1 and sum(i.op == "sigmoid" for i in sigmoid_steps[0][1]) == 2
