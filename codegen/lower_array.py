@@ -326,8 +326,10 @@ class ArrayPlan:
 
     def _plan_row_terms(self):
         """Sums of the outputs that the row loops accumulate in registers: ("rsum", name)
-        for a value of the loop, ("rgemm", name) for a small outer product ``dot(x, y)`` of
-        two per-sample columns, hosted by the row loop that computes the later of x, y."""
+        for a value of a loop, or one in memory by then (data, a stored value: hosted by
+        the loop with the fewest accumulators), ("rgemm", name) for a small outer product
+        ``dot(x, y)`` of two per-sample columns, hosted by the loop computing the later of
+        x, y."""
         self.row_terms = {}
         self.in_rows = set()
         home = {}
@@ -337,11 +339,23 @@ class ArrayPlan:
                 if step[0] == "rows":
                     self.in_rows.add(i.target)
         L = self.lanes
+        load = {s: 0 for s, step in enumerate(self.regions) if step[0] == "rows"}
+
+        def registers(kind, name):
+            if kind == "rgemm":
+                x, y = self.defs[name].args[:2]
+                return self.size(x) * -(-self.size(y) // L)
+            size = self.size(name)  # in double: up to two registers per vector
+            return 1 if size == 1 else 2 * -(-size // L)
+
+        later = []
         for k, terms in enumerate(self.terms):
             for t, (kind, name, sign) in enumerate(terms):
                 host = None
                 if kind == "sum" and name in self.in_rows:
                     host, kind = home[name], "rsum"
+                elif kind == "sum":
+                    later.append((k, t))
                 elif kind == "gemm":
                     x, y, ta, tb = self.defs[name].args
                     p, q = self.size(x), self.size(y)
@@ -351,8 +365,19 @@ class ArrayPlan:
                     if L > 1 and fits and s >= 0 and self.regions[s][0] == "rows":
                         host, kind = s, "rgemm"
                 if host is not None:
-                    terms[t] = (kind, name, sign)
-                    self.row_terms.setdefault(host, []).append((k, kind, name, sign))
+                    self._host(k, t, kind, name, sign, host)
+                    load[host] += registers(kind, name)
+        for k, t in later:
+            _, name, sign = self.terms[k][t]
+            hosts = [s for s in load if s > home.get(name, -1)]
+            if hosts and self.size(name) <= ROW_VECTORS * L:
+                host = min(hosts, key=lambda s: (load[s], s))
+                self._host(k, t, "rsum", name, sign, host)
+                load[host] += registers("rsum", name)
+
+    def _host(self, k, t, kind, name, sign, host):
+        self.terms[k][t] = (kind, name, sign)
+        self.row_terms.setdefault(host, []).append((k, kind, name, sign))
 
     def stored(self, steps, outside_uses, hosted=None):
         """Names defined in fused runs or row loops of ``steps`` whose value is needed in
@@ -367,8 +392,7 @@ class ArrayPlan:
             body = [step[1]] if step[0] == "op" else step[1]
             uses = {a for i in body for a in i.args if isinstance(a, str)}
             for _, kind, name, _ in (hosted or {}).get(k, ()):
-                if kind == "rgemm":
-                    uses.update(self.defs[name].args[:2])
+                uses.update(self.defs[name].args[:2] if kind == "rgemm" else [name])
             if step[0] == "op":
                 keep.update(uses)
             else:
