@@ -10,7 +10,13 @@ varying value of per-sample shape ``(r, c)`` is a row-major ``(B, r*c)`` buffer
 * each maximal run of elementwise instructions of one per-sample size is one fused
   SIMD loop over the tile (bias add and activation right after a GEMM are one loop),
   with transcendental functions from vector math (``codegen.vecmath``), the very
-  emitters of the scalar lowering (``codegen.lower``).
+  emitters of the scalar lowering (``codegen.lower``); a vector-math call later in the
+  program joins the first such loop where its operands exist (``_join_calls``);
+* each maximal run of small per-sample ops that holds an array op (a contraction with a
+  side of at most ``TINY``, sums, maxima, broadcasts; no vector-math call) is one loop
+  over the samples (``codegen.lower_rows``): the output layer and softmax of an MLP run
+  from registers, with no GEMM of width 10 and no pass per op, and the sums over the
+  samples it can take (bias gradients, small outer products) are accumulated there.
 
 Two functions are emitted:
 
