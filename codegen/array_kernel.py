@@ -18,7 +18,9 @@ import ctypes
 import itertools
 import math
 import operator
+import statistics
 import threading
+import time
 
 import numpy as np
 
@@ -41,6 +43,9 @@ MIN_FLOPS_PER_THREAD = 4e6
 FLUSH_TILES = 8
 #: slots per core (see ``ArrayKernel._schedule``) for batches of at least this many rows per slot
 SLOTS_PER_CORE, MIN_SLOT_ROWS = 2, 256
+#: batches of fewer flops than this (a few ms) run on one thread or several, whichever the
+#: timings of the last calls say is faster (see ``_ThreadChoice``)
+ADAPTIVE_FLOPS = 2e8
 
 
 def _name(key) -> str:
@@ -175,6 +180,7 @@ class ArrayKernel(_ArrayCompiled):
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._free = []  # workspaces not in use (list.pop/append are atomic)
         self._plans = {}
+        self._timing = _ThreadChoice()
         self._constants = self._constant_parts()
 
     def _constant_parts(self):
@@ -253,7 +259,12 @@ class ArrayKernel(_ArrayCompiled):
                 tile(h_addr, p_addr, start, end, row, scratch, flags)
             free.append(scratch)
 
-        parallel = self.threads > 1 and S > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
+        flops = P.flops_per_sample * n
+        parallel = self.threads > 1 and S > 1 and flops >= 2 * MIN_FLOPS_PER_THREAD
+        timing = self._timing.choose(n) if parallel and flops < ADAPTIVE_FLOPS else None
+        if timing is not None:
+            parallel = timing.parallel
+            t0 = time.perf_counter()
         with self._blas_threads:
             ws.theta[:theta.shape[0]] = theta
             self._prepare(ws.theta_addr, h_addr)
@@ -262,6 +273,8 @@ class ArrayKernel(_ArrayCompiled):
                     slot(s)
             else:
                 _share(slot, S, min(self.threads, S))
+        if timing is not None:
+            timing.record(time.perf_counter() - t0)
         sums = ws.sums
         total = sums[0] + sums[1] if S > 1 else sums[0].copy()
         for s in range(2, S):  # in order (cheaper than sum(axis=0) for a few rows)
@@ -314,6 +327,51 @@ class ArrayKernel(_ArrayCompiled):
     def __repr__(self):
         return (f"<symdiff ArrayKernel params={len(self.params)} ({self.n_theta} values) "
                 f"data={len(self.data)} dtype={self.dtype} threads={self.threads}>")
+
+
+class _ThreadChoice:
+    """One thread or several for a batch of a given size, by timing both.
+
+    Splitting a call of a fraction of a millisecond over threads wins when a core is free
+    (the hand-off costs ~20 us) and loses when the cores are busy with other work, which
+    only timing tells. Per batch size: the first calls alternate; then the mode whose
+    median of its last ``KEEP`` timings is lower runs, and every ``EXPLORE_EVERY``-th
+    call tries the other, so a change in the machine's load is noticed. Results do not
+    depend on the choice (the slots are the same either way)."""
+
+    KEEP, EXPLORE_EVERY, WARMUP = 5, 50, 6
+
+    def __init__(self):
+        self._by_n = {}
+
+    def choose(self, n):
+        state = self._by_n.get(n)
+        if state is None:
+            if len(self._by_n) > 8:
+                self._by_n.clear()
+            state = self._by_n[n] = _Timings()
+        k = state.calls
+        state.calls += 1
+        if k < self.WARMUP:
+            state.parallel = bool(k % 2)
+        else:
+            serial, split = (statistics.median(t) for t in state.times)
+            state.parallel = split <= serial
+            if k % self.EXPLORE_EVERY == 0:
+                state.parallel = not state.parallel
+        return state
+
+
+class _Timings:
+    def __init__(self):
+        self.calls, self.parallel = 0, False
+        self.times = ([], [])  # seconds of the last calls: one thread, several
+
+    def record(self, seconds):
+        times = self.times[int(self.parallel)]
+        times.append(seconds)
+        if len(times) > _ThreadChoice.KEEP:
+            del times[0]
 
 
 def _share(job, count, threads):

@@ -187,3 +187,19 @@ def test_sigmoid_of_the_negated_input_joins_the_forward_loop():
             np.testing.assert_allclose(g, expected[p], rtol=tol, atol=tol * np.abs(expected[p]).max())
     sigmoid_steps = [s for s in k.plan.regions if s[0] == "ew" and any(i.op == "sigmoid" for i in s[1])]
     assert len(sigmoid_steps) == 1 and sum(i.op == "sigmoid" for i in sigmoid_steps[0][1]) == 2
+
+
+def test_repeated_calls_alternating_one_and_two_threads_give_identical_bits():
+    """A small batch's kernel picks one thread or two by timing both (the first calls
+    alternate); every call returns the same bits."""
+    p = _softmax_mlp(64, 32, 10)
+    theta, X, Y = _problem((64, 32, 10), 1797, seed=2)
+    for dt in (np.float32, np.float64):
+        bound = codegen.compile_objective(p, dtype=dt, threads=2, cache=False).bind({"x": X, "y": Y})
+        first = bound(theta)
+        for _ in range(12):
+            again = bound(theta)
+            assert again[0] == first[0]
+            np.testing.assert_array_equal(again[1], first[1])
+        state = bound.kernel._timing._by_n[1797]
+        assert state.calls == 13 and all(state.times)
