@@ -7,9 +7,11 @@ to its batch — ``(n, r, c)`` or ``(n, r*c)`` for a per-sample ``(r, c)`` array
 Python before native code runs; errors name the symbol and the shape expected.
 
 A call runs ``symdiff_prepare`` once (sample-invariant values), then ``symdiff_tile``
-on tiles of at most ``plan.tile_rows`` samples, grouped in one slot per core (see
-``_run``): results are bit-identical run to run and whatever the thread count. BLAS
-runs single-threaded inside (symdiff's threads share the slots; see :mod:`codegen.blas`).
+on tiles of at most ``plan.tile_rows`` samples, grouped in one or two slots per core
+(see ``ArrayKernel._schedule``): results are bit-identical run to run and whatever the
+thread count. Small calls run on one thread or several, whichever is faster on the
+machine as it is (``_ThreadChoice``). BLAS runs single-threaded inside (symdiff's
+threads share the slots; see :mod:`codegen.blas`).
 """
 
 from __future__ import annotations
