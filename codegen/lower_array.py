@@ -46,6 +46,7 @@ from llvmlite import ir
 from . import blas, vecmath
 from .lower import FASTMATH, LoweringError, _FunctionEmitter, emit_for
 from .lower_rows import _RowLoop
+from .target import host_target
 
 I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -65,7 +66,8 @@ TINY = 16
 #: ... if unrolled it takes at most this many vector multiply-adds per sample
 TINY_DOT_FMAS = 256
 #: a per-sample outer product summed over the samples is accumulated in at most this many
-#: vector registers by a row loop; a larger one is a GEMM over the tile
+#: vector registers by a row loop (half that without AVX-512's 32 registers); a larger
+#: one is a GEMM over the tile
 OUTER_ACC_VECTORS = 32
 
 
@@ -346,6 +348,7 @@ class ArrayPlan:
                     self.in_rows.add(i.target)
         L = self.lanes
         load = {s: 0 for s, step in enumerate(self.regions) if step[0] == "rows"}
+        budget = OUTER_ACC_VECTORS if host_target().lanes(32) >= 16 else OUTER_ACC_VECTORS // 2
 
         def registers(kind, name):
             if kind == "rgemm":
@@ -366,7 +369,7 @@ class ArrayPlan:
                     x, y, ta, tb = self.defs[name].args
                     p, q = self.size(x), self.size(y)
                     fits = not ta and tb and self.shape(x)[1] == 1 and self.shape(y)[1] == 1 \
-                        and p * -(-q // L) <= OUTER_ACC_VECTORS and -(-q // L) <= ROW_VECTORS
+                        and p * -(-q // L) <= budget and -(-q // L) <= ROW_VECTORS
                     s = max(home.get(x, -1), home.get(y, -1))
                     if L > 1 and fits and s >= 0 and self.regions[s][0] == "rows":
                         host, kind = s, "rgemm"
