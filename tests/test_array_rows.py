@@ -203,3 +203,12 @@ def test_repeated_calls_alternating_one_and_two_threads_give_identical_bits():
             np.testing.assert_array_equal(again[1], first[1])
         state = bound.kernel._timing._by_n[1797]
         assert state.calls == 13 and all(state.times)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40))
+def test_random_widths_and_batch_sizes_match_numpy_by_hand(seed):
+    rng = np.random.default_rng(seed)
+    dims = (int(rng.integers(1, 40)), int(rng.integers(1, 40)), int(rng.integers(1, 20)))
+    n = int(rng.choice([1, 2, 7, 63, 1023, 1025, 2049]))
+    _check_against_hand(dims, n, ["tanh", "relu"][seed % 2])
