@@ -201,8 +201,9 @@ def test_repeated_calls_alternating_one_and_two_threads_give_identical_bits():
             again = bound(theta)
             assert again[0] == first[0]
             np.testing.assert_array_equal(again[1], first[1])
-        state = bound.kernel._timing._by_n[1797]
-        assert state.calls == 13 and all(state.times)
+        if codegen.available_cores() > 1:  # else one slot: always one thread, nothing timed
+            state = bound.kernel._timing._by_n[1797]
+            assert state.calls == 13 and all(state.times)
 
 
 @pytest.mark.slow
