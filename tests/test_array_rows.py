@@ -85,7 +85,9 @@ def test_digits_sized_mlp_matches_numpy_by_hand(n):
     dots = [i for s in _row_steps(k) for i in s[1] if i.op == "dot"]
     assert len(dots) == 2
     kinds = {kind for terms in k.plan.terms for kind, _, _ in terms}
-    assert {"rsum", "rgemm", "gemm"} <= kinds
+    assert {"rsum", "gemm"} <= kinds  # bias sums in the loops, the 64-wide input's GEMM
+    if host_target().lanes(32) >= 16:  # AVX-512: the 10 x 32 output-layer gradient too
+        assert "rgemm" in kinds
 
 
 @needs_simd
