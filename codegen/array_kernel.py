@@ -7,8 +7,8 @@ to its batch — ``(n, r, c)`` or ``(n, r*c)`` for a per-sample ``(r, c)`` array
 Python before native code runs; errors name the symbol and the shape expected.
 
 A call runs ``symdiff_prepare`` once (sample-invariant values), then ``symdiff_tile``
-on tiles of at most ``plan.tile_rows`` samples, grouped in one or two slots per core
-(see ``ArrayKernel._schedule``): results are bit-identical run to run and whatever the
+on tiles of at most ``plan.tile_rows`` samples, grouped in one slot per core (see
+``ArrayKernel._schedule``): results are bit-identical run to run and whatever the
 thread count. Small calls run on one thread or several, whichever is faster on the
 machine as it is (``_ThreadChoice``). BLAS runs single-threaded inside (symdiff's
 threads share the slots; see :mod:`codegen.blas`).
@@ -43,8 +43,6 @@ _MAP_TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_in
 MIN_FLOPS_PER_THREAD = 4e6
 #: GEMM-accumulated (``T``) gradients are added into the double sums every this many tiles
 FLUSH_TILES = 8
-#: slots per core (see ``ArrayKernel._schedule``) for batches of at least this many rows per slot
-SLOTS_PER_CORE, MIN_SLOT_ROWS = 2, 256
 #: batches of fewer flops than this (a few ms) run on one thread or several, whichever the
 #: timings of the last calls say is faster (see ``_ThreadChoice``)
 ADAPTIVE_FLOPS = 2e8
@@ -206,22 +204,18 @@ class ArrayKernel(_ArrayCompiled):
         try:
             return self._free.pop()
         except IndexError:
-            slots = self.slots * SLOTS_PER_CORE
-            return _Workspace(self.plan, slots, min(self.threads, slots), self.dtype)
+            return _Workspace(self.plan, self.slots, min(self.threads, self.slots), self.dtype)
 
     def _schedule(self, n):
-        """Per slot, the (start, end, flags) of its tiles, in order (memoized per n).
-
-        Slots: two per core once the batch gives each at least ``MIN_SLOT_ROWS`` rows, so a
-        thread that started late or shares its core takes fewer of them; one per core below.
-        Slot s runs tiles s, s + S, s + 2S, ...; the count S and the tile bounds depend on n
-        and the machine's cores alone, not on the threads, so any thread count gives the same
-        bits."""
+        """Per slot (one per core), the (start, end, flags) of its tiles, in order (memoized
+        per n). Slot s runs tiles s, s + S, s + 2S, ...; the count S and the tile bounds
+        depend on n and the machine's cores alone, not on the threads, so any thread count
+        gives the same bits. (Two slots per core, for a thread that starts late, measured
+        no faster.)"""
         plan = self._plans.get(n)
         if plan is not None:
             return plan
-        P, cores = self.plan, self.slots
-        S = cores * SLOTS_PER_CORE if n >= cores * SLOTS_PER_CORE * MIN_SLOT_ROWS else cores
+        P, S = self.plan, self.slots
         per_slot = -(-n // (S * P.tile_rows))
         n_tiles = S * per_slot
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
