@@ -38,6 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -209,6 +210,7 @@ def compile_times(widths):
     rows = []
     for dims in widths:
         codegen.clear_memory_cache()
+        gc.collect()  # not the peers' garbage: a collection of torch/jax objects takes ~0.2 s
         t0 = time.perf_counter()
         program = mlp_program(*dims)
         k = codegen.compile_objective(program, dtype=np.float32, cache=False)

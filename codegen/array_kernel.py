@@ -8,8 +8,10 @@ Python before native code runs; errors name the symbol and the shape expected.
 
 A call runs ``symdiff_prepare`` once (sample-invariant values), then ``symdiff_tile``
 on tiles of at most ``plan.tile_rows`` samples, grouped in one slot per core (see
-``_run``): results are bit-identical run to run and whatever the thread count. BLAS
-runs single-threaded inside (symdiff's threads share the slots; see :mod:`codegen.blas`).
+``ArrayKernel._schedule``): results are bit-identical run to run and whatever the
+thread count. Small calls run on one thread or several, whichever is faster on the
+machine as it is (``_ThreadChoice``). BLAS runs single-threaded inside (symdiff's
+threads share the slots; see :mod:`codegen.blas`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import ctypes
 import itertools
 import math
 import operator
+import statistics
 import threading
+import time
 
 import numpy as np
 
@@ -39,6 +43,9 @@ _MAP_TILE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_in
 MIN_FLOPS_PER_THREAD = 4e6
 #: GEMM-accumulated (``T``) gradients are added into the double sums every this many tiles
 FLUSH_TILES = 8
+#: batches of fewer flops than this (a few ms) run on one thread or several, whichever the
+#: timings of the last calls say is faster (see ``_ThreadChoice``)
+ADAPTIVE_FLOPS = 2e8
 
 
 def _name(key) -> str:
@@ -192,6 +199,8 @@ class ArrayKernel(_ArrayCompiled):
         self._cache, self._loss = cache, None
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._free = []  # workspaces not in use (list.pop/append are atomic)
+        self._plans = {}
+        self._timing = _ThreadChoice()
         self._constants = self._constant_parts()
 
     def _constant_parts(self):
@@ -215,35 +224,63 @@ class ArrayKernel(_ArrayCompiled):
         try:
             return self._free.pop()
         except IndexError:
-            return _Workspace(self.plan, self.slots, self.dtype)
+            return _Workspace(self.plan, self.slots, min(self.threads, self.slots), self.dtype)
+
+    def _schedule(self, n):
+        """Per slot (one per core), the (start, end, flags) of its tiles, in order (memoized
+        per n). Slot s runs tiles s, s + S, s + 2S, ...; the count S and the tile bounds
+        depend on n and the machine's cores alone, not on the threads, so any thread count
+        gives the same bits. (Two slots per core, for a thread that starts late, measured
+        no faster.)"""
+        plan = self._plans.get(n)
+        if plan is not None:
+            return plan
+        P, S = self.plan, self.slots
+        per_slot = -(-n // (S * P.tile_rows))
+        n_tiles = S * per_slot
+        bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
+        plan = []
+        for s in range(S):
+            mine = [k for k in range(s, n_tiles, S) if bounds[k] < bounds[k + 1]]
+            last = len(mine) - 1
+            plan.append([(bounds[k], bounds[k + 1],
+                          (ZERO_SUMS if j == 0 else 0) | (FRESH_ACC if j % FLUSH_TILES == 0 else 0)
+                          | (FLUSH_ACC if j == last or (j + 1) % FLUSH_TILES == 0 else 0))
+                         for j, k in enumerate(mine)])
+        if len(self._plans) > 8:
+            self._plans.clear()
+        self._plans[n] = plan
+        return plan
 
     def _run(self, theta, cols, n, ptrs=None):
-        """Sums over the batch, in slots: slot s runs tiles s, s + S, s + 2S, ... in order,
-        accumulating in its own buffers; slots are added in order. S (``self.slots``) and
-        the tile bounds depend on n alone, not on the threads, so any thread count gives
-        the same bits; threads take whole slots."""
-        P, S = self.plan, self.slots
+        """Sums over the batch, slot by slot (see ``_schedule``), each slot accumulating in its
+        own row of sums; the rows are added in order. Threads take whole slots, each with a
+        scratch area of its own."""
+        P = self.plan
+        schedule = self._schedule(n)
+        S = len(schedule)
         ws = self._workspace()
         if ptrs is None:
             ptrs = _pointer_table(cols)
         p_addr = ptrs[1]
-        per_slot = -(-n // (S * P.tile_rows))
-        n_tiles = S * per_slot
-        bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
-        tile, h_addr = self._tile, ws.hoist_addr
+        tile, h_addr, sums_addrs, free = self._tile, ws.hoist_addr, ws.sums_addrs, ws.free_scratch
 
         def slot(s):
-            s_addr, row = ws.scratch_addrs[s], ws.sums_addrs[s]
-            mine = [k for k in range(s, n_tiles, S) if bounds[k] < bounds[k + 1]]
-            if not mine:
+            tiles = schedule[s]
+            if not tiles:
                 ws.sums[s].fill(0.0)
-            last = len(mine) - 1
-            for j, k in enumerate(mine):
-                flags = (ZERO_SUMS if j == 0 else 0) | (FRESH_ACC if j % FLUSH_TILES == 0 else 0) \
-                    | (FLUSH_ACC if j == last or (j + 1) % FLUSH_TILES == 0 else 0)
-                tile(h_addr, p_addr, bounds[k], bounds[k + 1], row, s_addr, flags)
+                return
+            row, scratch = sums_addrs[s], free.pop()
+            for start, end, flags in tiles:
+                tile(h_addr, p_addr, start, end, row, scratch, flags)
+            free.append(scratch)
 
-        parallel = self.threads > 1 and S > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
+        flops = P.flops_per_sample * n
+        parallel = self.threads > 1 and S > 1 and flops >= 2 * MIN_FLOPS_PER_THREAD
+        timing = self._timing.choose(n) if parallel and flops < ADAPTIVE_FLOPS else None
+        if timing is not None:
+            parallel = timing.parallel
+            t0 = time.perf_counter()
         with self._blas_threads:
             ws.theta[:theta.shape[0]] = theta
             self._prepare(ws.theta_addr, h_addr)
@@ -252,8 +289,12 @@ class ArrayKernel(_ArrayCompiled):
                     slot(s)
             else:
                 _share(slot, S, min(self.threads, S))
+        if timing is not None:
+            timing.record(time.perf_counter() - t0)
         sums = ws.sums
-        total = sums[0] + sums[1] if S == 2 else sums.sum(axis=0) if S > 1 else sums[0].copy()
+        total = sums[0] + sums[1] if S > 1 else sums[0].copy()
+        for s in range(2, S):  # in order (cheaper than sum(axis=0) for a few rows)
+            total += sums[s]
         for off, size, h, value, sign in self._constants:
             part = ws.hoist[h:h + size].astype(np.float64) if h is not None else value
             total[off:off + size] += (sign * n) * part
@@ -304,6 +345,51 @@ class ArrayKernel(_ArrayCompiled):
                 f"data={len(self.data)} dtype={self.dtype} threads={self.threads}>")
 
 
+class _ThreadChoice:
+    """One thread or several for a batch of a given size, by timing both.
+
+    Splitting a call of a fraction of a millisecond over threads wins when a core is free
+    (the hand-off costs ~20 us) and loses when the cores are busy with other work, which
+    only timing tells. Per batch size: the first calls alternate; then the mode whose
+    median of its last ``KEEP`` timings is lower runs, and every ``EXPLORE_EVERY``-th
+    call tries the other, so a change in the machine's load is noticed. Results do not
+    depend on the choice (the slots are the same either way)."""
+
+    KEEP, EXPLORE_EVERY, WARMUP = 5, 50, 6
+
+    def __init__(self):
+        self._by_n = {}
+
+    def choose(self, n):
+        state = self._by_n.get(n)
+        if state is None:
+            if len(self._by_n) > 8:
+                self._by_n.clear()
+            state = self._by_n[n] = _Timings()
+        k = state.calls
+        state.calls += 1
+        if k < self.WARMUP:
+            state.parallel = bool(k % 2)
+        else:
+            serial, split = (statistics.median(t) for t in state.times)
+            state.parallel = split <= serial
+            if k % self.EXPLORE_EVERY == 0:
+                state.parallel = not state.parallel
+        return state
+
+
+class _Timings:
+    def __init__(self):
+        self.calls, self.parallel = 0, False
+        self.times = ([], [])  # seconds of the last calls: one thread, several
+
+    def record(self, seconds):
+        times = self.times[int(self.parallel)]
+        times.append(seconds)
+        if len(times) > _ThreadChoice.KEEP:
+            del times[0]
+
+
 def _share(job, count, threads):
     """Run ``job(0) .. job(count - 1)`` on up to ``threads`` threads, each taking the next
     index as it finishes one. Returns when every job is done, without waiting for helper
@@ -346,17 +432,19 @@ def _pointer_table(cols):
 
 
 class _Workspace:
-    """The buffers of one call: hoisted values, one scratch area and one row of sums per slot."""
+    """The buffers of one call: hoisted values, one row of sums per slot and one scratch area
+    per thread that may run at the same time (``free_scratch``: their addresses, taken and
+    given back by the slots; list.pop/append are atomic)."""
 
-    def __init__(self, plan, slots, dtype):
+    def __init__(self, plan, slots, threads, dtype):
         self.theta = np.zeros(max(1, sum(plan.size(p) for p in plan.program.params)))
         self.theta_addr = self.theta.ctypes.data
         self.hoist = np.zeros(max(1, plan.hoist_size), dtype=dtype)
         self.hoist_addr = self.hoist.ctypes.data
         self.sums = np.zeros((slots, plan.n_flat), dtype=np.float64)
         self.sums_addrs = [self.sums[s].ctypes.data for s in range(slots)]
-        self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(slots)]
-        self.scratch_addrs = [a.ctypes.data for a in self.scratch]
+        self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(max(1, threads))]
+        self.free_scratch = [a.ctypes.data for a in self.scratch]
 
 
 class BoundArrayKernel:

@@ -10,7 +10,13 @@ varying value of per-sample shape ``(r, c)`` is a row-major ``(B, r*c)`` buffer
 * each maximal run of elementwise instructions of one per-sample size is one fused
   SIMD loop over the tile (bias add and activation right after a GEMM are one loop),
   with transcendental functions from vector math (``codegen.vecmath``), the very
-  emitters of the scalar lowering (``codegen.lower``).
+  emitters of the scalar lowering (``codegen.lower``); a vector-math call later in the
+  program joins the first such loop where its operands exist (``_join_calls``);
+* each maximal run of small per-sample ops that holds an array op (a contraction with a
+  side of at most ``TINY``, sums, maxima, broadcasts; no vector-math call) is one loop
+  over the samples (``codegen.lower_rows``): the output layer and softmax of an MLP run
+  from registers, with no GEMM of width 10 and no pass per op, and the sums over the
+  samples it can take (bias gradients, small outer products) are accumulated there.
 
 Two functions are emitted:
 
@@ -37,17 +43,32 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from . import blas
+from . import blas, vecmath
 from .lower import FASTMATH, LoweringError, _FunctionEmitter, emit_for
+from .lower_rows import _RowLoop
+from .target import host_target
 
 I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
 
+#: elementwise ops that call a vector math routine: a row loop leaves them to fused loops
+#: (a call per sample spills every register the loop holds, and wastes a vector's spare lanes)
+CALLS = frozenset(vecmath.LIBM) | {"sigmoid", "softplus"}
 ARRAY_OPS = frozenset({"dot", "transpose", "sum", "broadcast", "amax", "index", "onehot", "eye"})
 BOOL_OPS = frozenset({"gt", "ge", "lt", "le", "eq", "ne", "and", "or", "not"})
 #: rows per tile: large enough that GEMMs run near peak, small enough to stay in cache
 TILE_ROWS = 1024
+#: a per-sample value of at most this many vectors is held in registers by a row loop
+ROW_VECTORS = 16
+#: a contraction whose smaller dimension is at most this stays in the row loop (no GEMM) ...
+TINY = 16
+#: ... if unrolled it takes at most this many vector multiply-adds per sample
+TINY_DOT_FMAS = 256
+#: a per-sample outer product summed over the samples is accumulated in at most this many
+#: vector registers by a row loop (half that without AVX-512's 32 registers); a larger
+#: one is a GEMM over the tile
+OUTER_ACC_VECTORS = 32
 
 
 def _size(shape) -> int:
@@ -89,6 +110,7 @@ class ArrayPlan:
         self.n_flat = at
         self._plan_outputs()
         self._plan_liveness()
+        self._plan_row_terms()
         self._plan_memory()
 
     # -- which parts of each output are summed how ----------------------------
@@ -148,8 +170,8 @@ class ArrayPlan:
                 need.update(a for a in ins.args if isinstance(a, str) and not isinstance(a, bool))
         self.live = need
         self.hoisted = [ins for ins in P.body if ins.target in need and ins.target not in self.varying]
-        self.looped = [ins for ins in P.body if ins.target in need and ins.target in self.varying]
-        self.regions = self._regions(self.looped)
+        self.looped = self._join_calls([ins for ins in P.body if ins.target in need and ins.target in self.varying])
+        self.regions = self._regions(self.looped, rows=True)
         flops = 0
         for ins in self.looped:
             if ins.op == "dot":
@@ -161,32 +183,229 @@ class ArrayPlan:
             flops += sum(2 * self.size(n) for kind, n, _ in terms if kind == "gemm")
         self.flops_per_sample = flops
 
-    def _regions(self, instrs):
-        """The schedule: ("ew", [instrs], size) fused runs and ("op", instr) array ops."""
+    def _regions(self, instrs, rows=False):
+        """The schedule: ("ew", [instrs], size) fused runs, ("op", instr) array ops and, when
+        ``rows``, ("rows", [instrs]) row loops: each maximal run of instructions that a loop
+        over the samples can compute from registers (elementwise ops, sums, maxima,
+        broadcasts, tiny contractions) and that holds at least one array op."""
         steps = []
-        for ins in instrs:
+
+        def add(ins):
             if ins.op in ARRAY_OPS:
                 steps.append(("op", ins))
-                continue
+                return
             s = self.size(ins.target)
             if steps and steps[-1][0] == "ew" and steps[-1][2] == s:
                 steps[-1][1].append(ins)
             else:
                 steps.append(("ew", [ins], s))
+
+        run = []
+
+        def close():
+            if any(i.op in ARRAY_OPS for i in run):
+                steps.append(("rows", list(run)))
+            else:
+                for i in run:
+                    add(i)
+            run.clear()
+
+        for ins in instrs:
+            if rows and self._row_eligible(ins):
+                run.append(ins)
+                continue
+            close()
+            add(ins)
+        close()
         return steps
 
-    def stored(self, steps, outside_uses):
-        """Names defined in fused runs of ``steps`` whose value is needed in memory."""
-        keep = set(outside_uses)
+    def _join_calls(self, instrs):
+        """``instrs`` reordered so that each vector-math call (with the cheap elementwise ops
+        only it uses) joins the first earlier fused loop of its size where its operands
+        exist: one pass less over memory, and ``sigmoid(-z)`` next to ``sigmoid(z)`` shares
+        its ``exp``. Legal: the moved ops keep their operands before and consumers after."""
+        users = {}
+        for ins in instrs:
+            for a in ins.args:
+                if isinstance(a, str):
+                    users.setdefault(a, []).append(ins.target)
+        for name in self._outputs_summed():
+            users.setdefault(name, []).append(None)
+        for _ in range(len(instrs)):
+            moved = self._join_one_call(instrs, users)
+            if moved is None:
+                return instrs
+            instrs = moved
+        return instrs
+
+    def _join_one_call(self, instrs, users):
+        steps = self._regions(instrs, rows=True)
+        at, home = 0, {}
+        ends = []
         for k, step in enumerate(steps):
+            body = [step[1]] if step[0] == "op" else step[1]
+            for i in body:
+                home[i.target] = k
+            at += len(body)
+            ends.append(at)
+        by_name = {i.target: i for i in instrs}
+        for k, step in enumerate(steps):
+            if step[0] != "ew" or step[2] < 2:
+                continue
+            for later in steps[k + 1:]:
+                if later[0] != "ew" or later[2] != step[2]:
+                    continue
+                for ins in later[1]:
+                    if ins.op not in CALLS:
+                        continue
+                    chain = self._chain(ins, k, home, by_name, users)
+                    if chain is None:
+                        continue
+                    moving = {i.target for i in chain}
+                    rest = [i for i in instrs if i.target not in moving]
+                    cut = ends[k] - sum(1 for i in instrs[:ends[k]] if i.target in moving)
+                    return rest[:cut] + chain + rest[cut:]
+        return None
+
+    def _chain(self, ins, k, home, by_name, users, depth=4):
+        """``ins`` and the elementwise ops computing its operands that only it uses, in
+        order, if all else they read is computed by step ``k``; else None."""
+        chain = []
+        for a in ins.args:
+            if not isinstance(a, str) or a not in home or home[a] <= k:
+                continue
+            dep = by_name[a]
+            if depth == 0 or dep.op in ARRAY_OPS or users.get(a) != [ins.target] \
+                    or self.size(a) != self.size(ins.target):
+                return None
+            sub = self._chain(dep, k, home, by_name, users, depth - 1)
+            if sub is None:
+                return None
+            chain += [i for i in sub if i not in chain]
+        return chain + [ins]
+
+    def _outputs_summed(self):
+        names = set()
+        for terms in self.terms:
+            for kind, name, _ in terms:
+                if kind == "gemm":
+                    names.update(self.defs[name].args[:2])
+                elif isinstance(name, str):
+                    names.add(name)
+        return names
+
+    def _row_eligible(self, ins) -> bool:
+        if self.lanes < 2:
+            return False
+        cap = ROW_VECTORS * self.lanes
+        if ins.op not in ARRAY_OPS:
+            return self.size(ins.target) <= cap and ins.op not in CALLS
+        if ins.op in ("sum", "amax"):
+            a = ins.args[0]
+            return isinstance(a, str) and self.size(a) <= cap and not self.is_bool(a)
+        if ins.op == "broadcast":
+            return self.size(ins.target) <= cap
+        if ins.op == "dot":
+            return self.tiny_dot(ins) is not None
+        return False
+
+    def is_bool(self, name) -> bool:
+        ins = self.defs.get(name)
+        return ins is not None and ins.op in BOOL_OPS
+
+    def tiny_dot(self, ins):
+        """(A, ta, k, m) for ``dot(A, v)`` with A shared, v a varying vector of k elements and
+        op(A) of shape (m, k), small enough to unroll in a row loop; else None."""
+        a, v, ta, tb = ins.args
+        if a in self.varying or v not in self.varying:
+            return None
+        sv = self.shape(v)
+        if (sv[0] if tb else sv[1]) != 1:
+            return None
+        k = sv[1] if tb else sv[0]
+        ra, ca = self.shape(a)
+        m = ca if ta else ra
+        nq = -(-m // self.lanes)
+        if m == 1:
+            ok = -(-k // self.lanes) <= ROW_VECTORS
+        else:
+            ok = min(m, k) <= TINY and k * nq <= TINY_DOT_FMAS and nq <= ROW_VECTORS
+        return (a, ta, k, m) if ok else None
+
+    def _plan_row_terms(self):
+        """Sums of the outputs that the row loops accumulate in registers: ("rsum", name)
+        for a value of a loop, or one in memory by then (data, a stored value: hosted by
+        the loop with the fewest accumulators), ("rgemm", name) for a small outer product
+        ``dot(x, y)`` of two per-sample columns, hosted by the loop computing the later of
+        x, y."""
+        self.row_terms = {}
+        self.in_rows = set()
+        home = {}
+        for s, step in enumerate(self.regions):
+            for i in ([step[1]] if step[0] == "op" else step[1]):
+                home[i.target] = s
+                if step[0] == "rows":
+                    self.in_rows.add(i.target)
+        L = self.lanes
+        load = {s: 0 for s, step in enumerate(self.regions) if step[0] == "rows"}
+        budget = OUTER_ACC_VECTORS if host_target().lanes(32) >= 16 else OUTER_ACC_VECTORS // 2
+
+        def registers(kind, name):
+            if kind == "rgemm":
+                x, y = self.defs[name].args[:2]
+                return self.size(x) * -(-self.size(y) // L)
+            size = self.size(name)  # in double: up to two registers per vector
+            return 1 if size == 1 else 2 * -(-size // L)
+
+        later = []
+        for k, terms in enumerate(self.terms):
+            for t, (kind, name, sign) in enumerate(terms):
+                host = None
+                if kind == "sum" and name in self.in_rows:
+                    host, kind = home[name], "rsum"
+                elif kind == "sum":
+                    later.append((k, t))
+                elif kind == "gemm":
+                    x, y, ta, tb = self.defs[name].args
+                    p, q = self.size(x), self.size(y)
+                    fits = not ta and tb and self.shape(x)[1] == 1 and self.shape(y)[1] == 1 \
+                        and p * -(-q // L) <= budget and -(-q // L) <= ROW_VECTORS
+                    s = max(home.get(x, -1), home.get(y, -1))
+                    if L > 1 and fits and s >= 0 and self.regions[s][0] == "rows":
+                        host, kind = s, "rgemm"
+                if host is not None:
+                    self._host(k, t, kind, name, sign, host)
+                    load[host] += registers(kind, name)
+        for k, t in later:
+            _, name, sign = self.terms[k][t]
+            hosts = [s for s in load if s > home.get(name, -1)]
+            if hosts and self.size(name) <= ROW_VECTORS * L:
+                host = min(hosts, key=lambda s: (load[s], s))
+                self._host(k, t, "rsum", name, sign, host)
+                load[host] += registers("rsum", name)
+
+    def _host(self, k, t, kind, name, sign, host):
+        self.terms[k][t] = (kind, name, sign)
+        self.row_terms.setdefault(host, []).append((k, kind, name, sign))
+
+    def stored(self, steps, outside_uses, hosted=None):
+        """Names defined in fused runs or row loops of ``steps`` whose value is needed in
+        memory (``hosted``: the row terms of each step, whose operands a loop reads)."""
+        keep = set(outside_uses)
+        home = {}
+        for k, step in enumerate(steps):
+            if step[0] != "op":
+                for i in step[1]:
+                    home[i.target] = k
+        for k, step in enumerate(steps):
+            body = [step[1]] if step[0] == "op" else step[1]
+            uses = {a for i in body for a in i.args if isinstance(a, str)}
+            for _, kind, name, _ in (hosted or {}).get(k, ()):
+                uses.update(self.defs[name].args[:2] if kind == "rgemm" else [name])
             if step[0] == "op":
-                keep.update(a for a in step[1].args if isinstance(a, str))
+                keep.update(uses)
             else:
-                mine = {i.target for i in step[1]}
-                for later in steps[k + 1:]:
-                    body = [later[1]] if later[0] == "op" else later[1]
-                    for i in body:
-                        keep.update(a for a in i.args if isinstance(a, str) and a in mine)
+                keep.update(a for a in uses if a in home and home[a] != k)
         return keep
 
     # -- memory ------------------------------------------------------------------
@@ -215,23 +434,32 @@ class ArrayPlan:
                                 and self.shape(a) and a not in self.repeat:
                             s = self.size(a)
                             self.repeat[a] = take(s * -(-(s + lanes - 1) // s))
+        self.panels = {}  # (A, ta) -> (offset, k, m, mp): row j = column j of op(A), padded to mp
+        for step in self.regions:
+            if step[0] == "rows":
+                for ins in step[1]:
+                    if ins.op == "dot":
+                        a, ta, k, m = self.tiny_dot(ins)
+                        if m > 1 and (a, ta) not in self.panels:
+                            mp = -(-m // lanes) * lanes
+                            self.panels[(a, ta)] = (take(k * mp), k, m, mp)
         self.hoist_size = at
 
         at = 0
         B = self.tile_rows
-        self.scratch_stored = self.stored(self.regions, self._tile_uses())
+        self.scratch_stored = self.stored(self.regions, self._tile_uses(), self.row_terms)
         for name in P.data:
             if name in self._data_in_fused():
                 self.scratch[name] = take(B * self.size(name))
         for ins in self.looped:
-            if ins.target in self.scratch_stored or ins.op in ARRAY_OPS:
+            if ins.target in self.scratch_stored or (ins.op in ARRAY_OPS and ins.target not in self.in_rows):
                 self.scratch[ins.target] = take(B * self.size(ins.target))
         self.scalar_bcast = self._scalar_bcasts(self.regions)
         for key in self.scalar_bcast:
             self.scratch[key] = take(B * key[1])
         self.acc = {}
         for k, terms in enumerate(self.terms):
-            if any(kind == "gemm" for kind, _, _ in terms):
+            if any(kind in ("gemm", "rgemm") for kind, _, _ in terms):
                 self.acc[k] = take(self.size(P.outputs[k]))
         self.scratch_size = at
 
@@ -312,6 +540,9 @@ class _Emitter(_FunctionEmitter):
         self.b = ir.IRBuilder(self.entry)
         self.loc = {}
         self.repeat = {}
+        self.panel = {}
+        self.accumulate = False   # row loops add their terms (the reduce tile sets these)
+        self.acc_started = set()  # outputs whose GEMM accumulator a row loop has written
 
     # -- small helpers ----------------------------------------------------------------
     def at(self, ptr, idx, ty=None):
@@ -552,15 +783,62 @@ class _Emitter(_FunctionEmitter):
         self.loop(0, rows, row, name="dotrow")
 
     def run(self, steps, rows, stored, bcast):
-        for step in steps:
+        for index, step in enumerate(steps):
             if step[0] == "op":
                 self.array_op(step[1], rows)
+            elif step[0] == "rows":
+                _RowLoop(self, index, step[1], rows, stored).emit()
             else:
                 _, instrs, size = step
                 for key in bcast:
                     if key[1] == size and any(key[0] in i.args for i in instrs):
                         self.broadcast_scalar(key[0], size, rows)
                 self.fused(instrs, size, rows, stored, bcast)
+
+    # -- vectors of one sample --------------------------------------------------------------
+    def lane_mask(self, valid):
+        return ir.Constant(ir.VectorType(I1, self.lanes), [ir.Constant(I1, int(l < valid))
+                                                         for l in range(self.lanes)])
+
+    def load_vector(self, ptr, valid, ty=None):
+        """``valid`` elements at ``ptr`` as one vector (masked: nothing past them is read)."""
+        ty = ty or self.VT
+        align = ir.Constant(I32, 4 if ty.element == F32 else 8)
+        if valid >= self.lanes:
+            return self.b.load(ptr, typ=ty, align=align.constant)
+        fn = self.declare(f"llvm.masked.load.v{self.lanes}{ty.element.intrinsic_name}.p0", ty,
+                          [PTR, I32, ir.VectorType(I1, self.lanes), ty])
+        return self.b.call(fn, [ptr, align, self.lane_mask(valid), ir.Constant(ty, None)])
+
+    def store_vector(self, v, ptr, valid):
+        """The first ``valid`` lanes of ``v`` to ``ptr`` (nothing past them is written)."""
+        ty = v.type
+        align = ir.Constant(I32, 4 if ty.element == F32 else 8)
+        if valid >= self.lanes:
+            return self.b.store(v, ptr, align=align.constant)
+        fn = self.declare(f"llvm.masked.store.v{self.lanes}{ty.element.intrinsic_name}.p0",
+                          ir.VoidType(), [ty, PTR, I32, ir.VectorType(I1, self.lanes)])
+        return self.b.call(fn, [v, ptr, align, self.lane_mask(valid)])
+
+    def reduce_lanes(self, v, op):
+        """Lane 0 of a pairwise tree of ``op`` ("sum" or "amax") over the lanes of ``v``."""
+        b, L = self.b, self.lanes
+        undef = ir.Constant(v.type, ir.Undefined)
+        w = L // 2
+        while w >= 1:
+            mask = ir.Constant(ir.VectorType(I32, L), [ir.Constant(I32, i + w if i + w < L else i)
+                                                       for i in range(L)])
+            v = self.combine(v, b.shuffle_vector(v, undef, mask), op)
+            w //= 2
+        return b.extract_element(v, ir.Constant(I32, 0))
+
+    def combine(self, x, y, op):
+        """x + y, or the larger of x, y (a NaN in y is dropped: it reaches the loss anyway
+        through the values the maximum is subtracted from)."""
+        b = self.b
+        if op == "sum":
+            return b.fadd(x, y, flags=FASTMATH)
+        return b.select(b.fcmp_ordered(">", y, x), y, x)
 
 
 class _Prepare(_Emitter):
@@ -594,6 +872,19 @@ class _Prepare(_Emitter):
             self.loop(0, reps * size, lambda j, src=src, dst=dst, size=size: b.store(
                 b.load(self.at(src, b.urem(j, ir.Constant(I64, size))), typ=self.T), self.at(dst, j)),
                 name="rep")
+        for (a, ta), (off, k, m, mp) in P.panels.items():
+            src, dst, ca = self.loc[a][1], self.at(hoist, off), P.shape(a)[1]
+
+            def column(j, src=src, dst=dst, ca=ca, ta=ta, m=m, mp=mp):
+                def elem(i):
+                    at = b.add(b.mul(j, ir.Constant(I64, ca)), i) if ta else \
+                        b.add(b.mul(i, ir.Constant(I64, ca)), j)
+                    b.store(b.load(self.at(src, at), typ=self.T),
+                            self.at(dst, b.add(b.mul(j, ir.Constant(I64, mp)), i)))
+
+                self.loop(0, m, elem, name="pni")
+
+            self.loop(0, k, column, name="pnj")
         b.ret_void()
 
 
@@ -615,6 +906,12 @@ class _Tile(_Emitter):
     def emit(self):
         b = self.b
         hoist, data, start, end, sums, scratch, flags = self.fn.args
+        P = self.plan
+        with b.if_then(self.flag(flags, ZERO_SUMS)):
+            self.loop(0, P.n_flat, lambda i: b.store(ir.Constant(F64, 0.0), self.at(sums, i, F64)),
+                      name="zero")
+        self.accumulate, self.sums, self.scratch = True, sums, scratch
+        self.fresh = self.flag(flags, FRESH_ACC)
         rows = b.sub(end, start)
         self.forward(hoist, data, start, rows, scratch)
         self.reduce(sums, rows, scratch, flags)
@@ -630,6 +927,8 @@ class _Tile(_Emitter):
             self.loc[name] = ("shared", self.at(hoist, off), P.size(name))
         for name, off in P.repeat.items():
             self.repeat[name] = self.at(hoist, off)
+        for key, (off, k, m, mp) in P.panels.items():
+            self.panel[key] = (self.at(hoist, off), k, m, mp)
         for j, name in enumerate(P.program.data):
             size = P.size(name)
             col = b.load(self.at(data, j, PTR), typ=PTR)
@@ -649,13 +948,10 @@ class _Tile(_Emitter):
 
     def reduce(self, sums, rows, scratch, flags):
         P, b = self.plan, self.b
-        with b.if_then(self.flag(flags, ZERO_SUMS)):
-            self.loop(0, P.n_flat, lambda i: b.store(ir.Constant(F64, 0.0), self.at(sums, i, F64)),
-                      name="zero")
-        fresh = b.select(self.flag(flags, FRESH_ACC), ir.Constant(self.T, 0.0), ir.Constant(self.T, 1.0))
+        fresh = b.select(self.fresh, ir.Constant(self.T, 0.0), ir.Constant(self.T, 1.0))
         for k, terms in enumerate(P.terms):
             base = P.out_offsets[k]
-            beta = fresh
+            beta = 1.0 if k in self.acc_started else fresh
             for kind, name, sign in terms:
                 if kind == "gemm":
                     x, y, _, _ = P.defs[name].args
