@@ -1,6 +1,6 @@
 """Matrix-formula MLPs (issue 12): symdiff's array kernels against their peers; one command.
 
-    python benchmarks/matrix_mlp.py [--repeats 21] [--quick]
+    python benchmarks/matrix_mlp.py [--repeats 21] [--burst 5] [--quick]
 
 Float32, full batch, mean softmax cross-entropy loss and its gradient, tanh hidden layer:
 
@@ -23,7 +23,10 @@ Peers in the same run: NumPy written by hand, PyTorch (eager autograd), jax.jit 
 GEMM floor also run with OpenBLAS on one thread (its own thread pool suffers most when
 the cores are shared); the one-thread floor divided by the cores is the ideal split. Every
 gradient is checked against the NumPy one before timing. Contenders are timed
-round-robin (one call each per round) and the table gives medians.
+round-robin: per round, ``--burst`` back-to-back calls of each (5; a training loop calls
+its kernel every step, so every contender's thread pool is awake, as in training),
+each call timed on its own; the table gives medians. ``--burst 1`` times isolated calls,
+where every thread pool (symdiff's, OpenBLAS's, PyTorch's) may have gone to sleep.
 
 The symdiff objective is written with ``sympy.MatrixSymbol`` (``W2 * tanh(W1 x + b1) + b2``,
 ``sd.losses.softmax_cross_entropy``); its array program is compiled by
@@ -45,6 +48,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+BURST = 5
 sys.path[:0] = [str(HERE.parent)]
 
 import numpy as np
@@ -149,20 +153,23 @@ def digits_or_random(n, nin, nout, rng):
     return X, Y, "random"
 
 
-def time_round_robin(contenders, theta, repeats):
-    """Median seconds per call of each contender, one call of each per round."""
+def time_round_robin(contenders, theta, repeats, burst=BURST):
+    """Median seconds per call of each contender: per round, ``burst`` back-to-back calls
+    of each (as a training loop makes them, so thread pools are awake for every
+    contender alike), contenders in a rotating order; each call timed on its own."""
     times = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
             call = contenders[name]
-            t0 = time.perf_counter()
-            call(theta)
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(burst):
+                t0 = time.perf_counter()
+                call(theta)
+                times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def run_mlp(dims, n, repeats, rng):
+def run_mlp(dims, n, repeats, rng, burst=BURST):
     nin, nh, nout = dims
     X, Y, source = digits_or_random(n, nin, nout, rng)
     theta = (rng.standard_normal(nh * nin + nh + nout * nh + nout) * 0.1).astype(np.float64)
@@ -201,7 +208,7 @@ def run_mlp(dims, n, repeats, rng):
     contenders["numpy, BLAS 1 thread"] = one_thread(numpy_by_hand)
     for call in contenders.values():  # warm-up
         call(theta)
-    medians = time_round_robin(contenders, theta, repeats)
+    medians = time_round_robin(contenders, theta, repeats, burst)
     flops = 2 * n * (2 * nin * nh + 3 * nh * nout)
     return medians, compile_s, source, notes, flops
 
@@ -221,6 +228,8 @@ def compile_times(widths):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--burst", type=int, default=BURST,
+                    help="back-to-back calls of each contender per round (default 5)")
     ap.add_argument("--quick", action="store_true", help="7 repeats, fewer compile widths")
     args = ap.parse_args(argv)
     repeats = 7 if args.quick else args.repeats
@@ -228,9 +237,10 @@ def main(argv=None):
     binding = blas.bind()
     print(f"BLAS: {binding.source} ({os.path.basename(binding.library)}, kernels "
           f"{binding.corename or '?'}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); "
-          f"cores: {codegen.available_cores()}; float32; medians of {repeats} round-robin rounds\n")
+          f"cores: {codegen.available_cores()}; float32; medians of {repeats} round-robin rounds "
+          f"of {args.burst} calls each\n")
     for dims, n in (((784, 128, 10), 10_000), ((64, 32, 10), 1797)):
-        medians, compile_s, source, notes, flops = run_mlp(dims, n, repeats, rng)
+        medians, compile_s, source, notes, flops = run_mlp(dims, n, repeats, rng, args.burst)
         sd_t = medians["symdiff"]
         print(f"MLP {'-'.join(map(str, dims))}, {n} samples ({source} data), "
               f"{flops / 1e9:.2f} GFLOP per call; symdiff compile {compile_s:.2f} s")

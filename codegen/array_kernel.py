@@ -17,11 +17,9 @@ threads share the slots; see :mod:`codegen.blas`).
 from __future__ import annotations
 
 import ctypes
-import itertools
 import math
 import operator
 import statistics
-import threading
 import time
 
 import numpy as np
@@ -29,7 +27,8 @@ import numpy as np
 from symdiff.errors import DataError, DataTypeError
 
 from . import blas
-from .kernel import _Compiled, _executor, as_float64, available_cores
+from . import handoff
+from .kernel import _Compiled, as_float64, available_cores
 from .lower_array import FLUSH_ACC, FRESH_ACC, ZERO_SUMS
 
 _PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -198,6 +197,7 @@ class ArrayKernel(_ArrayCompiled):
         plan = self.plan
         self._cache, self._loss = cache, None
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
+        self._tile_addr = self._library.addresses["symdiff_tile"]
         self._free = []  # workspaces not in use (list.pop/append are atomic)
         self._plans = {}
         self._timing = _ThreadChoice()
@@ -284,11 +284,9 @@ class ArrayKernel(_ArrayCompiled):
         with self._blas_threads:
             ws.theta[:theta.shape[0]] = theta
             self._prepare(ws.theta_addr, h_addr)
-            if not parallel:
+            if not parallel or not self._run_on_team(ws, schedule, n, h_addr, p_addr):
                 for s in range(S):
                     slot(s)
-            else:
-                _share(slot, S, min(self.threads, S))
         if timing is not None:
             timing.record(time.perf_counter() - t0)
         sums = ws.sums
@@ -301,6 +299,29 @@ class ArrayKernel(_ArrayCompiled):
         self._free.append(ws)
         total *= 1.0 / n
         return total
+
+    def _run_on_team(self, ws, schedule, n, h_addr, p_addr) -> bool:
+        """The slots of ``schedule`` on the process's native team (:mod:`codegen.handoff`);
+        False if the team is busy with another thread's call (the caller then runs them)."""
+        tables = ws.tables.get(n)
+        if tables is None:
+            slot_table, tile_table = [], []
+            for s, tiles in enumerate(schedule):
+                slot_table += [len(tile_table) // 4, len(tile_table) // 4 + len(tiles)]
+                for start, end, flags in tiles:
+                    tile_table += [start, end, ws.sums_addrs[s], flags]
+            if len(ws.tables) > 8:
+                ws.tables.clear()
+            tables = ws.tables[n] = (np.array(slot_table, np.int64),
+                                     np.array(tile_table or [0], np.int64))
+        for s, tiles in enumerate(schedule):
+            if not tiles:
+                ws.sums[s].fill(0.0)
+        team = handoff.team(self.threads - 1)
+        if team is None:
+            return False
+        return team.run_slots(self._tile_addr, h_addr, p_addr, tables[0], tables[1],
+                              ws.scratch_table, self.threads)
 
     def __call__(self, theta, data=None):
         """Mean loss and flat mean gradient over the batch ``data`` at ``theta``.
@@ -348,14 +369,17 @@ class ArrayKernel(_ArrayCompiled):
 class _ThreadChoice:
     """One thread or several for a batch of a given size, by timing both.
 
-    Splitting a call of a fraction of a millisecond over threads wins when a core is free
-    (the hand-off costs ~20 us) and loses when the cores are busy with other work, which
-    only timing tells. Per batch size: the first calls alternate; then the mode whose
-    median of its last ``KEEP`` timings is lower runs, and every ``EXPLORE_EVERY``-th
-    call tries the other, so a change in the machine's load is noticed. Results do not
-    depend on the choice (the slots are the same either way)."""
+    Splitting a call of a fraction of a millisecond over cores wins when a core is free
+    (the native team hands a slot over in about a microsecond) and loses when the cores
+    are busy with other work, which only timing tells. Per batch size: three calls on
+    one thread, three on the team; then the mode whose median of its last ``KEEP``
+    timings is lower runs, and every ``EXPLORE_EVERY``-th call starts ``RUN`` calls of
+    the other, so a change in the machine's load is noticed. The first call after a
+    change of mode is not counted: the team's helpers were asleep (a wake-up costs tens
+    of µs that back-to-back calls do not pay). Results do not depend on the choice (the
+    slots are the same either way)."""
 
-    KEEP, EXPLORE_EVERY, WARMUP = 5, 50, 6
+    KEEP, EXPLORE_EVERY, RUN = 5, 50, 3
 
     def __init__(self):
         self._by_n = {}
@@ -368,62 +392,32 @@ class _ThreadChoice:
             state = self._by_n[n] = _Timings()
         k = state.calls
         state.calls += 1
-        if k < self.WARMUP:
-            state.parallel = bool(k % 2)
+        previous = state.parallel
+        if k < 2 * self.RUN:
+            state.parallel = k >= self.RUN
+        elif state.exploring:
+            state.exploring -= 1
         else:
             serial, split = (statistics.median(t) for t in state.times)
             state.parallel = split <= serial
             if k % self.EXPLORE_EVERY == 0:
-                state.parallel = not state.parallel
+                state.parallel, state.exploring = not state.parallel, self.RUN - 1
+        state.counted = k == 0 or state.parallel == previous
         return state
 
 
 class _Timings:
     def __init__(self):
-        self.calls, self.parallel = 0, False
-        self.times = ([], [])  # seconds of the last calls: one thread, several
+        self.calls, self.parallel, self.exploring, self.counted = 0, False, 0, True
+        self.times = ([], [])  # seconds of the last counted calls: one thread, several
 
     def record(self, seconds):
+        if not self.counted:
+            return
         times = self.times[int(self.parallel)]
         times.append(seconds)
         if len(times) > _ThreadChoice.KEEP:
             del times[0]
-
-
-def _share(job, count, threads):
-    """Run ``job(0) .. job(count - 1)`` on up to ``threads`` threads, each taking the next
-    index as it finishes one. Returns when every job is done, without waiting for helper
-    threads that never got a core in time (on a loaded machine a hand-off can take
-    milliseconds; the calling thread then simply runs the jobs itself)."""
-    if threads <= 1 or count <= 1:
-        for k in range(count):
-            job(k)
-        return
-    counter = itertools.count()
-    lock = threading.Lock()
-    finished = threading.Event()
-    remaining = [count]
-    errors = []
-
-    def work():
-        for k in iter(counter.__next__, None):
-            if k >= count:
-                return
-            try:
-                job(k)
-            except BaseException as exc:  # reported by the calling thread
-                errors.append(exc)
-            with lock:
-                remaining[0] -= 1
-                if remaining[0] == 0:
-                    finished.set()
-
-    for _ in range(threads - 1):
-        _executor().submit(work)
-    work()
-    finished.wait()
-    if errors:
-        raise errors[0]
 
 
 def _pointer_table(cols):
@@ -445,6 +439,8 @@ class _Workspace:
         self.sums_addrs = [self.sums[s].ctypes.data for s in range(slots)]
         self.scratch = [np.zeros(max(1, plan.scratch_size), dtype=dtype) for _ in range(max(1, threads))]
         self.free_scratch = [a.ctypes.data for a in self.scratch]
+        self.scratch_table = np.array(self.free_scratch, np.int64)  # per thread, for the team
+        self.tables = {}  # slot and tile tables for the team, per batch size
 
 
 class BoundArrayKernel:
@@ -515,7 +511,7 @@ class ArrayModelKernel(_ArrayCompiled):
             self._free.append(scratch)
 
         parallel = self.threads > 1 and n_tiles > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
-        _share(tile, n_tiles, min(self.threads, n_tiles) if parallel else 1)
+        handoff.share(tile, n_tiles, min(self.threads, n_tiles) if parallel else 1)
 
     def __repr__(self):
         return (f"<symdiff ArrayModelKernel params={len(self.params)} ({self.n_theta} values) "
