@@ -317,7 +317,7 @@ class ArrayKernel(_ArrayCompiled):
         for s, tiles in enumerate(schedule):
             if not tiles:
                 ws.sums[s].fill(0.0)
-        team = handoff.team(self.threads - 1)
+        team = handoff.team(min(self.threads, len(schedule), available_cores()) - 1)
         if team is None:
             return False
         return team.run_slots(self._tile_addr, h_addr, p_addr, tables[0], tables[1],
