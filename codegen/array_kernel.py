@@ -194,7 +194,6 @@ class ArrayKernel(_ArrayCompiled):
 
     def __init__(self, *, cache=True, **common):
         super().__init__(**common)
-        plan = self.plan
         self._cache, self._loss = cache, None
         self._tile = _TILE(self._library.addresses["symdiff_tile"])
         self._tile_addr = self._library.addresses["symdiff_tile"]

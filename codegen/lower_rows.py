@@ -236,7 +236,7 @@ class _RowLoop:
         return new
 
     def emit(self):
-        em, b, P = self.em, self.b, self.P
+        em, b = self.em, self.b
         fn = em.fn
         self.shared = {}
         for ins in self.instrs:

@@ -35,11 +35,7 @@ def evaluate(program: Program, params, data) -> list:
         col = np.asarray(data[name], dtype=np.float64)
         env[name] = col
         n = len(col)
-    with np.errstate(all="ignore"):
-        for ins in program.body:
-            prim = PRIMITIVES[ins.op]
-            args = [env[a] if isinstance(a, str) else a for a in ins.args]
-            env[ins.target] = prim.numpy(*args)
+    _run_body(program, env)
     shape = () if n is None else (n,)
     return [np.broadcast_to(np.asarray(env[o] if isinstance(o, str) else o, dtype=np.float64), shape)
             for o in program.outputs]
@@ -100,15 +96,21 @@ def _real(value, name) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _evaluate_arrays(program: Program, params, data) -> list:
-    env = dict(zip(program.params, param_values(program, params)))
-    columns, n = data_values(program, data)
-    env.update(columns)
+def _run_body(program: Program, env: dict):
+    """Every instruction of ``program`` in order, reading and writing ``env`` (NumPy
+    semantics: overflow and invalid values become inf and NaN, as in the kernels)."""
     with np.errstate(all="ignore"):
         for ins in program.body:
             prim = PRIMITIVES[ins.op]
             args = [env[a] if isinstance(a, str) else a for a in ins.args]
             env[ins.target] = prim.numpy(*args)
+
+
+def _evaluate_arrays(program: Program, params, data) -> list:
+    env = dict(zip(program.params, param_values(program, params)))
+    columns, n = data_values(program, data)
+    env.update(columns)
+    _run_body(program, env)
     lead = () if n is None else (n,)
     outs = []
     for o in program.outputs:

@@ -25,6 +25,8 @@ from ..errors import FormulaError
 from .primitives import PRIMITIVES
 
 _COMMUTATIVE = {"add", "mul", "max", "min", "and", "or", "eq", "ne"}
+#: ops whose args are a name or a value, not node ids
+LEAVES = ("sym", "const", "bconst")
 
 
 class Graph:
@@ -82,6 +84,28 @@ class Graph:
 
     def value(self, i: int) -> float:
         return self.args[i][0]
+
+    def operands(self, i: int) -> list:
+        """The node ids among node ``i``'s args (not its integer attributes); none for a leaf."""
+        op = self.ops[i]
+        if op in LEAVES:
+            return []
+        args = self.args[i]
+        return [a for a, k in zip(args, PRIMITIVES[op].arg_kinds(len(args))) if k != "int"]
+
+    def upstream(self, nodes, inputs=None) -> list:
+        """``nodes`` and every node they are computed from, in topological (id) order.
+        ``inputs(i)`` (default :meth:`operands`) says what node ``i`` is read from, for
+        readers that see a node through another or stop at it (a printed layer name)."""
+        inputs = inputs or self.operands
+        seen, stack = set(), list(nodes)
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            stack.extend(inputs(i))
+        return sorted(seen)
 
     def kind(self, i: int) -> str:
         op = self.ops[i]

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .graph import LEAVES
 from .primitives import PRIMITIVES
 
 
@@ -238,28 +239,16 @@ def format_call(op: str, args) -> str:
 
 def linearize(graph, outputs, labels, params, data) -> Program:
     """The straight-line program computing ``outputs`` (graph node ids), in topological order."""
-    needed = set()
-    stack = [o for o in outputs]
-    while stack:
-        i = stack.pop()
-        if i in needed:
-            continue
-        needed.add(i)
-        op = graph.ops[i]
-        if op in ("sym", "const", "bconst"):
-            continue
-        prim = PRIMITIVES[op]
-        stack.extend(a for a, k in zip(graph.args[i], prim.arg_kinds(len(graph.args[i])))
-                     if k != "int")
     taken = set(params) | set(data)
     prefix = "t"
     while any(n.startswith(prefix) and n[len(prefix):].isdigit() for n in taken):
         prefix = "_" + prefix
     names: dict[int, object] = {}
     body = []
-    for i in sorted(needed):
+    order = graph.upstream(outputs)
+    for i in order:
         op = graph.ops[i]
-        if op in ("sym", "const", "bconst"):
+        if op in LEAVES:
             names[i] = graph.args[i][0]
             continue
         prim = PRIMITIVES[op]
@@ -273,7 +262,7 @@ def linearize(graph, outputs, labels, params, data) -> Program:
     if graph.shapes:
         leaf_shape = {graph.args[i][0]: s for i, s in graph.shapes.items() if graph.ops[i] == "sym"}
         shapes = [(n, leaf_shape[n]) for n in list(params) + list(data) if n in leaf_shape]
-        shapes += [(names[i], graph.shapes[i]) for i in sorted(needed)
+        shapes += [(names[i], graph.shapes[i]) for i in order
                    if i in graph.shapes and graph.ops[i] != "sym"]
     return Program(tuple(params), tuple(data), tuple(body), outs, tuple(labels),
                    tuple(shapes)).verify()

@@ -34,7 +34,6 @@ class MatrixPrinter:
         self.memo: dict = {}
 
     def __call__(self, node, expand_self=False):
-        g = self.g
         order = self._needed(node, expand_self)
         for i in order:
             if i in self.memo:
@@ -54,23 +53,13 @@ class MatrixPrinter:
         return self.memo[i]
 
     def _needed(self, node, expand_self):
-        g, seen, stack = self.g, set(), [node]
-        while stack:
-            i = stack.pop()
-            if i in seen or i in self.memo:
-                continue
-            seen.add(i)
-            if g.ops[i] in _LEAVES or (i in self.named and not (expand_self and i == node)):
-                continue
-            if i in g.compound:
-                stack.append(g.compound[i][1])
-                continue
-            if is_softmax(g, i):
-                stack.append(g.args[g.args[i][0]][0])
-                continue
-            prim = PRIMITIVES[g.ops[i]]
-            stack.extend(a for a, k in zip(g.args[i], prim.arg_kinds(len(g.args[i]))) if k != "int")
-        return sorted(seen)
+        g = self.g
+
+        def inputs(i):  # as printed: a compound through its argument, a named layer by name
+            if i in self.memo or (i in self.named and not (expand_self and i == node)):
+                return []
+            return _printed_from(g, i)
+        return g.upstream([node], inputs)
 
     def _build(self, i):
         g, op, args = self.g, self.g.ops[i], self.g.args[i]
@@ -155,22 +144,24 @@ def _filled(s, r, c):
     return sp.MatMul(s, MF.Ones(r, c))
 
 
+def _printed_from(g, i) -> list:
+    """The nodes a printed node ``i`` is written in terms of: a compound (log-sum-exp) and
+    a softmax through their argument, every other node through its operands."""
+    if i in g.compound:
+        return [g.compound[i][1]]
+    if is_softmax(g, i):
+        return [g.args[g.args[i][0]][0]]
+    return g.operands(i)
+
+
 def layer_names(graph, loss_node, taken) -> dict:
     """Nodes of the forward pass worth a name: activations' outputs (``h1``, ``h2``, ...)
     and the argument of a log-sum-exp (``z``, the logits), in evaluation order."""
     g = graph
-    forward, stack = set(), [loss_node]
-    while stack:
-        i = stack.pop()
-        if i in forward or g.ops[i] in _LEAVES:
-            continue
-        forward.add(i)
-        if i in g.compound:
-            stack.append(g.compound[i][1])
-            continue
-        prim = PRIMITIVES[g.ops[i]]
-        stack.extend(a for a, k in zip(g.args[i], prim.arg_kinds(len(g.args[i]))) if k != "int")
-    acts = [i for i in sorted(forward) if g.shape(i) and g.ops[i] in ACTIVATIONS
+    forward = [i for i in g.upstream([loss_node], lambda i: [g.compound[i][1]] if i in g.compound
+                                      else g.operands(i))
+               if g.ops[i] not in _LEAVES]
+    acts = [i for i in forward if g.shape(i) and g.ops[i] in ACTIVATIONS
             and not is_softmax(g, i)]
     logits = sorted({arg for (name, arg) in (g.compound[i] for i in forward if i in g.compound)
                      if name == "logsumexp" and g.ops[arg] not in _LEAVES})

@@ -19,20 +19,8 @@ def nice_number(value: float):
 
 def to_sympy(graph, nodes, symbols: dict) -> list:
     """SymPy expressions for graph ``nodes``; ``symbols`` maps leaf names to SymPy symbols."""
-    needed = set()
-    stack = list(nodes)
-    while stack:
-        i = stack.pop()
-        if i in needed:
-            continue
-        needed.add(i)
-        op = graph.ops[i]
-        if op not in ("sym", "const", "bconst"):
-            prim = PRIMITIVES[op]
-            stack.extend(a for a, k in zip(graph.args[i], prim.arg_kinds(len(graph.args[i])))
-                         if k != "int")
     expr = {}
-    for i in sorted(needed):
+    for i in graph.upstream(nodes):
         op, args = graph.ops[i], graph.args[i]
         if op == "sym":
             expr[i] = symbols[args[0]]

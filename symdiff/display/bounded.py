@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..core.graph import LEAVES
 from ..core.primitives import PRIMITIVES
 from ..core.to_sympy import nice_number
 
@@ -27,31 +28,17 @@ DISPLAY_MAX_OPS = 4000
 SHOWN_INSTRUCTIONS = 8
 SHOWN_ENTRIES = 3
 _CAP = 10 ** 12
-_LEAVES = ("sym", "const", "bconst")
 
 
 def tree_sizes(graph, nodes) -> list:
     """Operations in each of ``nodes`` written out as a tree (capped at 10**12)."""
-    needed, stack = set(), list(nodes)
-    while stack:
-        i = stack.pop()
-        if i in needed:
-            continue
-        needed.add(i)
-        if graph.ops[i] not in _LEAVES:
-            stack.extend(_node_args(graph, i))
     size = {}
-    for i in sorted(needed):  # ids are a topological order
-        if graph.ops[i] in _LEAVES:
+    for i in graph.upstream(nodes):
+        if graph.ops[i] in LEAVES:
             size[i] = 0
         else:
-            size[i] = min(_CAP, 1 + sum(size[a] for a in _node_args(graph, i)))
+            size[i] = min(_CAP, 1 + sum(size[a] for a in graph.operands(i)))
     return [size[i] for i in nodes]
-
-
-def _node_args(graph, i):
-    prim = PRIMITIVES[graph.ops[i]]
-    return [a for a, k in zip(graph.args[i], prim.arg_kinds(len(graph.args[i]))) if k != "int"]
 
 
 def readable(graph, nodes) -> bool:

@@ -24,7 +24,7 @@ import sympy as sp
 from ..errors import FormulaError, SymdiffError
 from ..core.evaluate import evaluate
 from ..core.from_sympy import to_graph
-from ..core.graph import Graph
+from ..core.graph import LEAVES, Graph
 from ..core.ir import linearize
 from ..core.primitives import PRIMITIVES
 from ..core.reverse import reverse_adjoints
@@ -38,9 +38,6 @@ MAX_DRAWN_NODES = 300
 MAX_INLINE_NODES = 100
 #: rows ``print(g)`` shows of a larger graph (the first and last half)
 TABLE_ROWS = 60
-
-_LEAVES = ("sym", "const", "bconst")
-
 
 @dataclass(frozen=True)
 class GraphNode:
@@ -262,7 +259,7 @@ def computational_graph(expr, wrt=None, at=None, output_name: str = "output") ->
     graph = Graph()
     names = sorted(free_names)
     (output,) = to_graph([expr], graph, names)
-    forward = _forward_nodes(graph, output)
+    forward = graph.upstream([output])
     edge_ids: dict = {}
     wrt_ids = [graph.symbol(n) for n in wrt_names if n in free_names]
     adjoint_ids = reverse_adjoints(graph, output, wrt_ids, edge_ids)
@@ -302,19 +299,6 @@ def _point(at, free_names) -> dict:
     return point
 
 
-def _forward_nodes(graph: Graph, output: int) -> list:
-    """Ids of the nodes ``output`` depends on, itself included, in topological order."""
-    seen, stack = set(), [output]
-    while stack:
-        i = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        if graph.ops[i] not in _LEAVES:
-            stack.extend(a for a, _ in _node_args(graph, i))
-    return sorted(seen)
-
-
 def _node_args(graph: Graph, i: int):
     """(argument id, position) of node ``i``'s node arguments (integer exponents skipped)."""
     prim = PRIMITIVES[graph.ops[i]]
@@ -325,8 +309,7 @@ def _node_args(graph: Graph, i: int):
 def _reaches(graph: Graph, forward, targets) -> set:
     reached = set()
     for i in forward:
-        if i in targets or (graph.ops[i] not in _LEAVES
-                            and any(a in reached for a, _ in _node_args(graph, i))):
+        if i in targets or any(a in reached for a in graph.operands(i)):
             reached.add(i)
     return reached
 
@@ -364,7 +347,7 @@ def _assemble(graph, forward, output, value_of, adjoint_ids, edge_ids, reaches, 
     nodes, edges = [], []
     for i in forward:
         op = graph.ops[i]
-        args = _node_args(graph, i) if op not in _LEAVES else []
+        args = _node_args(graph, i) if op not in LEAVES else []
         nodes.append(GraphNode(
             name=name_of[i],
             op="input" if op == "sym" else "constant" if op in ("const", "bconst") else op,
