@@ -29,18 +29,15 @@ here. Dask is imported only when data is a Dask collection.
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
-from collections import OrderedDict
 
 import numpy as np
 
 from .errors import DataError, DataTypeError, UnsupportedError
+from .lru import LRU
 
 #: per worker process: recipe digest -> compiled kernel (the most recent ones)
-_KERNELS: OrderedDict = OrderedDict()
-_KERNELS_SIZE = 32
-_KERNELS_LOCK = threading.Lock()
+_KERNELS = LRU(32)  # a worker with several threads compiles once
 
 
 def is_dask(data) -> bool:
@@ -81,17 +78,7 @@ class Recipe:
 
     def compile(self):
         """The compiled kernel, once per process."""
-        k = _KERNELS.get(self.digest)
-        if k is not None:
-            return k
-        with _KERNELS_LOCK:  # a worker with several threads compiles once
-            k = _KERNELS.get(self.digest)
-            if k is None:
-                k = self._build()
-                _KERNELS[self.digest] = k
-                while len(_KERNELS) > _KERNELS_SIZE:
-                    _KERNELS.popitem(last=False)
-            return k
+        return _KERNELS.get_or_make(self.digest, self._build)
 
     def _build(self):
         import codegen

@@ -26,9 +26,7 @@ Needs scikit-learn (``pip install 'symdiff-llvm[sklearn]'``).
 """
 
 import copy
-import threading
 import warnings
-from collections import OrderedDict
 
 import numpy as np
 import sympy as sp
@@ -47,6 +45,7 @@ except ImportError:  # scikit-learn < 1.6
         return estimator._validate_data(*args, **kwargs)
 
 from .errors import DataError, FormulaError
+from .lru import LRU
 from .fitting.minimization import METHODS as _FULL_BATCH_METHODS
 from .training import multiclass
 from .losses import LOSSES, logistic
@@ -57,9 +56,7 @@ from .training.tuning import build_optimizer
 
 __all__ = ["FormulaRegressor", "FormulaClassifier"]
 
-_CACHE_SIZE = 32
-_COMPILED = OrderedDict()
-_COMPILED_LOCK = threading.Lock()
+_COMPILED = LRU(32)  # searches with a threading backend fit clones concurrently
 
 
 def _formula_expr(formula):
@@ -115,16 +112,7 @@ class _Compiled:
 def _compiled(formula, params, inputs, loss):
     expr = _formula_expr(formula)
     key = (expr, _names(params, "params"), _names(inputs, "inputs"), loss)
-    with _COMPILED_LOCK:  # searches with a threading backend fit clones concurrently
-        entry = _COMPILED.get(key)
-        if entry is None:
-            entry = _Compiled(expr, params, inputs, loss)
-            _COMPILED[key] = entry
-            while len(_COMPILED) > _CACHE_SIZE:
-                _COMPILED.popitem(last=False)
-        else:
-            _COMPILED.move_to_end(key)
-    return entry
+    return _COMPILED.get_or_make(key, lambda: _Compiled(expr, params, inputs, loss))
 
 
 _FIRST_ORDER_SETTINGS = ("optimizer", "lr", "epochs", "batch_size", "weight_decay",

@@ -13,17 +13,16 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from collections import OrderedDict
 
 import numpy as np
 import sympy as sp
 
 from ..errors import DataError, FormulaError, SymdiffError, SymdiffWarning, UnsupportedError
+from ..lru import LRU
 from .least_squares import WEIGHT, residuals_for, solve_least_squares
 from .tracing import TraceError, function_name, trace
 
-_TRACES: "OrderedDict[tuple, tuple]" = OrderedDict()
-_TRACE_CACHE_SIZE = 64
+_TRACES = LRU(64)
 _TARGET = sp.Symbol("_symdiff_y", real=True)
 _OPTIONS = {"xtol", "ftol", "gtol", "max_nfev", "maxfev", "loss", "check_finite", "nan_policy", "jac"}
 
@@ -74,9 +73,12 @@ def _traced_model(f, k, n_params_hint):
         hash(key)
     except TypeError:
         key = None
-    if key is not None and key in _TRACES:
-        _TRACES.move_to_end(key)
-        return _TRACES[key]
+    if key is None:
+        return _trace_model(f, k, n_params_hint)
+    return _TRACES.get_or_make(key, lambda: _trace_model(f, k, n_params_hint))
+
+
+def _trace_model(f, k, n_params_hint):
     name = function_name(f)
     try:
         sig = inspect.signature(f)
@@ -97,12 +99,7 @@ def _traced_model(f, k, n_params_hint):
     inputs = _input_symbols(k, set(names))
     expr = trace(f, inputs, params)
     inputs = [inputs] if isinstance(inputs, sp.Symbol) else inputs
-    out = (expr, params, inputs, {})
-    if key is not None:
-        _TRACES[key] = out
-        while len(_TRACES) > _TRACE_CACHE_SIZE:
-            _TRACES.popitem(last=False)
-    return out
+    return expr, params, inputs, {}
 
 
 def _formula_model(f, k):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 import sympy as sp
 
 from ..errors import DataError, FormulaError, SymdiffWarning
+from ..lru import LRU
 from .fit_result import LeastSquaresResult
 from .levenberg_marquardt import _EPS, ILL_CONDITIONED, _eigh, levenberg_marquardt
 
@@ -31,28 +31,21 @@ from .levenberg_marquardt import _EPS, ILL_CONDITIONED, _eigh, levenberg_marquar
 WEIGHT = "_symdiff_weight"
 ROBUST_LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 METHODS = ("lm", "trf", "dogbox")
-_RESIDUALS_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
-_CACHE_SIZE = 64
+_RESIDUALS = LRU(64)
 
 
 def residuals_for(model, target, params, inputs, weighted):
     """The (cached) :class:`Residuals` of ``(model − target)·w``; at most 64 are kept."""
     from ..models.residuals import Residuals
-    key = (model, target, tuple(params), tuple(inputs), weighted)
-    res = _RESIDUALS_CACHE.get(key)
-    if res is None:
+
+    def make():
         expr = model - target
         data = list(inputs) + [target]
         if weighted:
             w = sp.Symbol(WEIGHT, real=True)
             expr, data = expr * w, data + [w]
-        res = Residuals(expr, list(params), data)
-        _RESIDUALS_CACHE[key] = res
-        while len(_RESIDUALS_CACHE) > _CACHE_SIZE:
-            _RESIDUALS_CACHE.popitem(last=False)
-    else:
-        _RESIDUALS_CACHE.move_to_end(key)
-    return res
+        return Residuals(expr, list(params), data)
+    return _RESIDUALS.get_or_make((model, target, tuple(params), tuple(inputs), weighted), make)
 
 
 def _model_expr(model, target):

@@ -14,17 +14,14 @@ formula (or the default's width and classes), as the scalar estimators' are.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 
 import numpy as np
 import sympy as sp
 
 from ..errors import DataError, FormulaError
+from ..lru import LRU
 
-_CACHE_SIZE = 32
-_COMPILED = OrderedDict()
-_LOCK = threading.Lock()
+_COMPILED = LRU(32)
 
 
 def is_vector_formula(formula) -> bool:
@@ -92,16 +89,9 @@ def compiled(formula, params, inputs, n_features, n_classes, estimator="FormulaC
         key = ("linear", int(n_features), int(n_classes))
     else:
         key = (formula, _names(params), _names(inputs))
-    with _LOCK:
-        entry = _COMPILED.get(key)
-        if entry is None:
-            entry = SoftmaxCompiled(*linear_softmax(n_features, n_classes)) if formula is None \
-                else SoftmaxCompiled(formula, params, inputs)
-            _COMPILED[key] = entry
-            while len(_COMPILED) > _CACHE_SIZE:
-                _COMPILED.popitem(last=False)
-        else:
-            _COMPILED.move_to_end(key)
+    entry = _COMPILED.get_or_make(key, lambda: (
+        SoftmaxCompiled(*linear_softmax(n_features, n_classes)) if formula is None
+        else SoftmaxCompiled(formula, params, inputs)))
     if entry.n_columns != n_features:
         error = DataError(f"{estimator}: the formula takes {entry.n_columns} input column"
                           f"{'s' if entry.n_columns != 1 else ''} ({entry.input.name}, a "
