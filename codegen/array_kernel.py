@@ -28,7 +28,7 @@ from symdiff.errors import DataError, DataTypeError
 
 from . import blas
 from . import handoff
-from .kernel import _Compiled, as_float64, available_cores
+from .kernel import _Compiled, as_float64, available_cores, real_array
 from .lower_array import FLUSH_ACC, FRESH_ACC, ZERO_SUMS
 
 _PREPARE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -155,13 +155,7 @@ class _ArrayCompiled(_Compiled):
 
     def _column(self, name, value):
         shape = self.shapes[name]
-        if not (type(value) is np.ndarray):
-            try:
-                value = np.asarray(value)
-            except Exception as exc:
-                raise DataTypeError(f"data {name!r} is not an array of numbers: {exc}") from None
-        if value.dtype.kind not in "biuf":
-            raise DataTypeError(f"data {name!r} must hold real numbers, got dtype {value.dtype}")
+        value = real_array(value, f"data {name!r}")
         if not shape:
             ok, expected = value.ndim == 1, "(n,)"
         else:

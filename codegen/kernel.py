@@ -70,13 +70,7 @@ def as_float64(theta) -> np.ndarray:
     """theta as a contiguous float64 array (no copy when it already is one), or DataTypeError."""
     if type(theta) is np.ndarray and theta.dtype == np.float64 and theta.flags.c_contiguous:
         return theta
-    try:
-        t = np.asarray(theta)
-    except Exception as exc:
-        raise DataTypeError(f"theta must be a 1-D array of numbers: {exc}") from None
-    if t.dtype.kind not in "biuf":
-        raise DataTypeError(f"theta must hold real numbers, got dtype {t.dtype}")
-    return np.ascontiguousarray(t, dtype=np.float64)
+    return np.ascontiguousarray(real_array(theta, "theta"), dtype=np.float64)
 
 
 def check_theta(theta, names) -> np.ndarray:
@@ -149,15 +143,22 @@ def _check_kind(dt, what):
         raise DataTypeError(f"{what} must hold real numbers, got dtype {dt}")
 
 
+def real_array(value, what: str) -> np.ndarray:
+    """``value`` as a NumPy array of real numbers (no copy when it is one), else a
+    DataTypeError naming ``what`` (theta, a data column, a direction)."""
+    try:
+        a = np.asarray(value)
+    except Exception as exc:
+        raise DataTypeError(f"{what} is not an array of numbers: {exc}") from None
+    _check_kind(a.dtype, what)
+    return a
+
+
 def _column(name, value, dtype):
     if isinstance(value, np.ndarray) and value.dtype == dtype and value.ndim == 1 \
             and value.flags.c_contiguous:
         return value
-    try:
-        a = np.asarray(value)
-    except Exception as exc:
-        raise DataTypeError(f"data column {name!r} is not an array of numbers: {exc}") from None
-    _check_kind(a.dtype, f"data column {name!r}")
+    a = real_array(value, f"data column {name!r}")
     if a.ndim != 1:
         raise DataError(f"data column {name!r} must be 1-D, got shape {a.shape}")
     if not (a.dtype == dtype and a.flags.c_contiguous):

@@ -18,11 +18,11 @@ import threading
 
 import numpy as np
 
-from symdiff.errors import DataError, DataTypeError
+from symdiff.errors import DataError
 
 from . import _build
 from .kernel import (_F64, _SIGNATURE, MIN_SAMPLES_PER_THREAD, BoundKernel, Kernel, _Runner, _Scratch,
-                     _address, _diagnose, check_columns, check_theta, map_outputs)
+                     _address, _diagnose, check_columns, check_theta, map_outputs, real_array)
 
 
 def upper_to_symmetric(values, p: int) -> np.ndarray:
@@ -315,12 +315,7 @@ def compile_hessian(program, hvp_program, hessian_program, *, dtype=np.float64, 
 def _direction(v, p) -> np.ndarray:
     """The direction of a Hessian-vector product: p real numbers (NaN in gives NaN out,
     as for ``H @ v``; scipy's trust-krylov probes with such vectors)."""
-    try:
-        d = np.asarray(v)
-    except Exception as exc:
-        raise DataTypeError(f"the direction v must be a 1-D array of numbers: {exc}") from None
-    if d.dtype.kind not in "biuf":
-        raise DataTypeError(f"the direction v must hold real numbers, got dtype {d.dtype}")
+    d = real_array(v, "the direction v")
     if d.shape != (p,):
         raise DataError(f"the direction v must have shape ({p},), one entry per parameter, "
                         f"got shape {d.shape}")
