@@ -310,11 +310,8 @@ class ArrayKernel(_ArrayCompiled):
         for s, tiles in enumerate(schedule):
             if not tiles:
                 ws.sums[s].fill(0.0)
-        team = handoff.team(min(self.threads, len(schedule), available_cores()) - 1)
-        if team is None:
-            return False
-        return team.run_slots(self._tile_addr, h_addr, p_addr, tables[0], tables[1],
-                              ws.scratch_table, self.threads)
+        return handoff.run_slots(self._tile_addr, h_addr, p_addr, tables[0], tables[1],
+                                 ws.scratch_table, self.threads)
 
     def __call__(self, theta, data=None):
         """Mean loss and flat mean gradient over the batch ``data`` at ``theta``.
@@ -465,7 +462,8 @@ class ArrayModelKernel(_ArrayCompiled):
 
     def __init__(self, **common):
         super().__init__(**common)
-        self._map = _MAP_TILE(self._library.addresses["symdiff_map_tile"])
+        self._map_addr = self._library.addresses["symdiff_map_tile"]
+        self._map = _MAP_TILE(self._map_addr)
         out = self.plan.program.outputs[0]
         shape = self.plan.shape(out) if isinstance(out, str) else ()
         self.output_shape = () if not shape else (shape[0],) if shape[1] == 1 else shape
@@ -494,17 +492,25 @@ class ArrayModelKernel(_ArrayCompiled):
         n_tiles = -(-n // P.tile_rows)
         bounds = [n * k // n_tiles for k in range(n_tiles + 1)]
         h_addr, o_addr = hoist.ctypes.data, out.ctypes.data
-
-        def tile(k):
-            try:
-                scratch = self._free.pop()
-            except IndexError:
-                scratch = np.zeros(max(1, P.scratch_size), dtype=self.dtype)
-            self._map(h_addr, p_addr, bounds[k], bounds[k + 1], o_addr, scratch.ctypes.data)
-            self._free.append(scratch)
-
-        parallel = self.threads > 1 and n_tiles > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
-        handoff.share(tile, n_tiles, min(self.threads, n_tiles) if parallel else 1)
+        try:
+            scratch, table = self._free.pop()  # a scratch area per thread (and its table)
+        except IndexError:
+            scratch = [np.zeros(max(1, P.scratch_size), dtype=self.dtype)
+                       for _ in range(min(self.threads, available_cores()))]
+            table = np.array([a.ctypes.data for a in scratch], np.int64)
+        try:
+            parallel = n_tiles > 1 and P.flops_per_sample * n >= 2 * MIN_FLOPS_PER_THREAD
+            if parallel:  # each tile a slot of its own, writing its rows of out
+                slots = np.repeat(np.arange(n_tiles + 1, dtype=np.int64), 2)[1:-1]
+                tiles = np.zeros((n_tiles, 4), np.int64)
+                tiles[:, 0], tiles[:, 1], tiles[:, 2] = bounds[:-1], bounds[1:], o_addr
+                if handoff.run_slots(self._map_addr, h_addr, p_addr, slots, tiles.ravel(), table,
+                                     self.threads):
+                    return
+            for k in range(n_tiles):
+                self._map(h_addr, p_addr, bounds[k], bounds[k + 1], o_addr, int(table[0]))
+        finally:
+            self._free.append((scratch, table))
 
     def __repr__(self):
         return (f"<symdiff ArrayModelKernel params={len(self.params)} ({self.n_theta} values) "

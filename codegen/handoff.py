@@ -15,6 +15,8 @@ on that path takes the GIL or a lock. A helper that hears of no call for
 ``SPIN_CYCLES`` (about 0.3 ms) returns to Python and blocks, so an idle process does
 not keep a core busy; OpenMP runtimes do the same (``GOMP_SPINCOUNT``).
 
+Both array kernels use it: a loss-and-gradient call's slots (groups of tiles summing into a
+row each) and a model's per-sample outputs (a slot per tile, writing its rows).
 Which thread runs a slot never changes what it computes: each slot accumulates into a
 row of sums of its own, its tiles in order, with the scratch area of the thread that
 runs it. The claim counter carries the call's sequence number in its high half, so a
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import itertools
 import os
 import threading
 import time
@@ -306,39 +307,15 @@ def _stop_team():
         _team.stop()
 
 
-def share(job, count, threads):
-    """Run ``job(0) .. job(count - 1)`` (Python callables) on up to ``threads`` threads of
-    the thread pool, each taking the next index as it finishes one. Returns when every
-    job is done, without waiting for pool threads that never got a core in time (the
-    calling thread then runs the jobs itself). For calls long enough that a Python
-    hand-off does not matter (the per-sample outputs of a model)."""
-    if threads <= 1 or count <= 1:
-        for k in range(count):
-            job(k)
-        return
-    from .kernel import _executor
-    counter = itertools.count()
-    lock = threading.Lock()
-    finished = threading.Event()
-    remaining = [count]
-    errors = []
 
-    def work():
-        for k in iter(counter.__next__, None):
-            if k >= count:
-                return
-            try:
-                job(k)
-            except BaseException as exc:  # reported by the calling thread
-                errors.append(exc)
-            with lock:
-                remaining[0] -= 1
-                if remaining[0] == 0:
-                    finished.set()
-
-    for _ in range(threads - 1):
-        _executor().submit(work)
-    work()
-    finished.wait()
-    if errors:
-        raise errors[0]
+def run_slots(fn, hoist, data, slot_table, tile_table, scratch_table, threads) -> bool:
+    """:meth:`Team.run_slots` on the process's team, with as many threads as there are
+    slots, scratch areas and cores (at most ``threads``). False when it ran nothing (no
+    team here, or another thread's call is running): the caller runs the slots itself."""
+    from .kernel import available_cores
+    threads = min(threads, len(slot_table) // 2, len(scratch_table), available_cores())
+    if threads < 2:
+        return False
+    t = team(threads - 1)
+    return t is not None and t.run_slots(fn, hoist, data, slot_table, tile_table, scratch_table,
+                                         threads)

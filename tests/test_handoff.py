@@ -119,3 +119,22 @@ def test_exit_while_helpers_spin_is_clean():
                              cwd=str(__import__("pathlib").Path(__file__).parent))
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == "done"
+
+
+def test_model_outputs_on_the_team_are_the_bits_of_one_thread(always_split):
+    import sympy as sp
+
+    import symdiff as sd
+    x = sp.MatrixSymbol("x", 64, 1)
+    z, params = sd.nets.mlp(x, (32,), outputs=10)
+    model = sd.Model(z, params, [x])
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(20_000, 64))  # several tiles
+    theta = rng.normal(0, 0.1, 64 * 32 + 32 + 32 * 10 + 10)
+    calls = handoff.team(1).seq
+    one, two = model.compile(threads=1)(theta, X), model.compile(threads=2)(theta, X)
+    assert handoff.team(1).seq > calls
+    np.testing.assert_array_equal(one, two)
+    W1, b1 = theta[:2048].reshape(32, 64), theta[2048:2080]
+    W2, b2 = theta[2080:2400].reshape(10, 32), theta[2400:]
+    np.testing.assert_allclose(two, np.tanh(X @ W1.T + b1) @ W2.T + b2, rtol=1e-12, atol=1e-12)
